@@ -1,0 +1,1 @@
+"""Analytics: KPIs, SPC and model training; imports twin and historian."""

@@ -1,0 +1,49 @@
+"""Wiring: one Litestar app with every controller, the error handlers and the connection pool."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from litestar import Litestar, Request, Response
+from litestar.openapi import OpenAPIConfig
+from psycopg_pool import AsyncConnectionPool
+
+from api.errors import HANDLERS
+from api.system import SystemController
+from api.tags import TagController
+from historian.metrics import METRICS
+
+_requests = METRICS.counter("shopfloor_http_requests_total", "HTTP requests answered, by status")
+
+
+async def _configure(conn) -> None:  # type: ignore[no-untyped-def]
+    await conn.execute("SET TIME ZONE 'UTC'")
+
+
+def create_app(dsn: str, *, pool_size: int = 8) -> Litestar:
+    """The API over the historian at dsn."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        pool = AsyncConnectionPool(dsn, min_size=1, max_size=pool_size, open=False, configure=_configure,
+                                   kwargs={"application_name": "shopfloor-api", "autocommit": True})
+        await pool.open(wait=False)
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            await pool.close()
+
+    async def count(response: Response) -> Response:
+        _requests.inc(status=str(response.status_code))
+        return response
+
+    return Litestar(
+        route_handlers=[SystemController, TagController],
+        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        lifespan=[lifespan],
+        after_request=count,
+        logging_config=None,  # logging is the process's to set up, quiet by default
+        openapi_config=OpenAPIConfig(title="Shopfloor", version="0.1.0", path="/schema"),
+    )

@@ -1,0 +1,1 @@
+"""Protocol adapters (OPC UA, Modbus, MQTT) into the historian; imports historian only."""

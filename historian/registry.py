@@ -1,0 +1,186 @@
+"""The 4M1E tag registry: declaring tags and machines, and turning records into writer batches."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import psycopg
+
+from historian.errors import UnknownTagError
+from historian.samples import Batch, DeadLetter, Event, Sample, SampleBatch, to_us
+
+CATEGORIES = ("man", "machine", "material", "method", "energy")
+DATA_TYPES = ("float", "int", "bool", "text")
+
+
+@dataclass(frozen=True, slots=True)
+class MachineSpec:
+    """A machine as configured: its name, line and description."""
+
+    name: str
+    line: str = ""
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TagSpec:
+    """A tag as configured; validated on construction with errors naming the field."""
+
+    name: str
+    category: str
+    unit: str = ""
+    description: str = ""
+    machine: str | None = None
+    data_type: str = "float"
+    deadband: float = 0.0
+    source: str = ""
+    retention_class: str = "default"
+    allow_nan: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("name: a tag needs a non-empty name")
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category: {self.category!r} is not one of {', '.join(CATEGORIES)} (tag {self.name!r})")
+        if self.data_type not in DATA_TYPES:
+            raise ValueError(f"data_type: {self.data_type!r} is not one of {', '.join(DATA_TYPES)} (tag {self.name!r})")
+        if not (self.deadband >= 0 and math.isfinite(self.deadband)):
+            raise ValueError(f"deadband: must be a finite number >= 0, got {self.deadband!r} (tag {self.name!r})")
+
+
+@dataclass(frozen=True, slots=True)
+class TagInfo:
+    """A registered tag as the writer and queries need it."""
+
+    id: int
+    name: str
+    data_type: str
+    unit: str
+    category: str
+    allow_nan: bool
+
+
+class TagRegistry:
+    """Tags by name and, as numpy lookup tables by id, what the writer checks per sample."""
+
+    def __init__(self, tags: Iterable[TagInfo]) -> None:
+        self.by_name: dict[str, TagInfo] = {t.name: t for t in tags}
+        self.by_id: dict[int, TagInfo] = {t.id: t for t in self.by_name.values()}
+        size = max(self.by_id, default=0) + 1
+        self.numeric = np.zeros(size, dtype=bool)
+        self.integral = np.zeros(size, dtype=bool)
+        self.boolean = np.zeros(size, dtype=bool)
+        self.allow_nan = np.zeros(size, dtype=bool)
+        for t in self.by_id.values():
+            self.numeric[t.id] = t.data_type != "text"
+            self.integral[t.id] = t.data_type in ("int", "bool")
+            self.boolean[t.id] = t.data_type == "bool"
+            self.allow_nan[t.id] = t.allow_nan
+
+    def __len__(self) -> int:
+        return len(self.by_name)
+
+    def get(self, name: str) -> TagInfo:
+        """The registered tag of this name, or UnknownTagError."""
+        try:
+            return self.by_name[name]
+        except KeyError:
+            raise UnknownTagError(name) from None
+
+    def ids(self, names: Sequence[str]) -> np.ndarray:
+        """Tag ids of these names as int32, or UnknownTagError for the first unknown one."""
+        return np.fromiter((self.get(n).id for n in names), dtype=np.int32, count=len(names))
+
+    def to_batch(self, records: Iterable[Sample], source: str = "") -> Batch:
+        """Split records into numeric samples, text events and refusals (unknown tag, wrong type)."""
+        tag_ids: list[int] = []
+        ts: list[int] = []
+        values: list[float] = []
+        quality: list[int] = []
+        events: list[Event] = []
+        rejects: list[DeadLetter] = []
+        for r in records:
+            info = self.by_name.get(r.tag)
+            if info is None:
+                rejects.append(DeadLetter(f"unknown tag {r.tag!r}", _record_payload(r), source))
+                continue
+            if info.data_type == "text":
+                if not isinstance(r.value, str):
+                    rejects.append(
+                        DeadLetter(
+                            f"wrong type: tag {r.tag!r} is text, got {type(r.value).__name__}",
+                            _record_payload(r),
+                            source,
+                        )
+                    )
+                    continue
+                events.append(Event(info.id, to_us(r.ts), r.value, int(r.quality)))
+                continue
+            if isinstance(r.value, str) or not isinstance(r.value, (int, float)):
+                rejects.append(
+                    DeadLetter(
+                        f"wrong type: tag {r.tag!r} is {info.data_type}, got {type(r.value).__name__}",
+                        _record_payload(r),
+                        source,
+                    )
+                )
+                continue
+            tag_ids.append(info.id)
+            ts.append(to_us(r.ts))
+            values.append(float(r.value))
+            quality.append(int(r.quality))
+        return Batch(SampleBatch.from_columns(tag_ids, ts, values, quality), events, rejects, source)
+
+
+def _record_payload(r: Sample) -> dict:
+    value = r.value
+    if isinstance(value, float) and not math.isfinite(value):
+        value = str(value)
+    elif not isinstance(value, (str, int, float, bool)) and value is not None:
+        value = repr(value)
+    return {"tag": r.tag, "ts": r.ts.isoformat(), "value": value, "quality": int(r.quality)}
+
+
+async def load_registry(conn: psycopg.AsyncConnection) -> TagRegistry:
+    """Read every registered tag."""
+    cur = await conn.execute("SELECT id, name, data_type, unit, category, allow_nan FROM tags")
+    return TagRegistry(TagInfo(*row) for row in await cur.fetchall())
+
+
+async def register(
+    conn: psycopg.AsyncConnection, tags: Sequence[TagSpec], machines: Sequence[MachineSpec] = ()
+) -> TagRegistry:
+    """Create or update machines and tags (by name) in one transaction; returns the new registry."""
+    wanted_machines = {m.name: m for m in machines}
+    for t in tags:
+        if t.machine and t.machine not in wanted_machines:
+            wanted_machines[t.machine] = MachineSpec(t.machine)
+    async with conn.transaction():
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                """INSERT INTO machines (name, line, description) VALUES (%s, %s, %s)
+                   ON CONFLICT (name) DO UPDATE SET
+                     line = CASE WHEN EXCLUDED.line <> '' THEN EXCLUDED.line ELSE machines.line END,
+                     description = CASE WHEN EXCLUDED.description <> '' THEN EXCLUDED.description
+                                        ELSE machines.description END""",
+                [(m.name, m.line, m.description) for m in wanted_machines.values()],
+            )
+            await cur.executemany(
+                """INSERT INTO tags (name, unit, description, category, machine_id, data_type, deadband,
+                                     source, retention_class, allow_nan)
+                   VALUES (%s, %s, %s, %s, (SELECT id FROM machines WHERE name = %s), %s, %s, %s, %s, %s)
+                   ON CONFLICT (name) DO UPDATE SET
+                     unit = EXCLUDED.unit, description = EXCLUDED.description, category = EXCLUDED.category,
+                     machine_id = EXCLUDED.machine_id, data_type = EXCLUDED.data_type,
+                     deadband = EXCLUDED.deadband, source = EXCLUDED.source,
+                     retention_class = EXCLUDED.retention_class, allow_nan = EXCLUDED.allow_nan""",
+                [
+                    (t.name, t.unit, t.description, t.category, t.machine, t.data_type, t.deadband,
+                     t.source, t.retention_class, t.allow_nan)
+                    for t in tags
+                ],
+            )
+    return await load_registry(conn)

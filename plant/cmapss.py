@@ -1,0 +1,43 @@
+"""NASA C-MAPSS turbofan run-to-failure trajectories (Saxena et al., PHM08), read as numpy arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from plant.data import data_dir
+
+COLUMNS = ["unit", "cycle", "setting1", "setting2", "setting3"] + [f"s{i}" for i in range(1, 22)]
+# the sensors that carry the degradation in every subset, with the NASA readme's names and units
+SENSORS = {
+    "s2": ("T24 LPC outlet temperature", "degR"),
+    "s3": ("T30 HPC outlet temperature", "degR"),
+    "s4": ("T50 LPT outlet temperature", "degR"),
+    "s7": ("P30 HPC outlet pressure", "psia"),
+    "s11": ("Ps30 HPC static pressure", "psia"),
+    "s12": ("phi fuel flow / Ps30", "pps/psi"),
+    "s15": ("BPR bypass ratio", ""),
+    "s21": ("W32 LPT coolant bleed", "lbm/s"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Trajectory:
+    """One engine's cycles: settings and 21 sensors per row."""
+
+    unit: int
+    data: np.ndarray  # rows x 26 columns, as in the file
+
+    def column(self, name: str) -> np.ndarray:
+        """One column by its name in COLUMNS."""
+        return self.data[:, COLUMNS.index(name)]
+
+
+def read(subset: str = "FD001", split: str = "train", root: Path | None = None) -> list[Trajectory]:
+    """Every unit of train_FD00x or test_FD00x, in unit order."""
+    path = (root or data_dir()) / "cmapss" / f"{split}_{subset}.txt"
+    table = np.loadtxt(path)
+    units = table[:, 0].astype(int)
+    return [Trajectory(int(u), table[units == u]) for u in np.unique(units)]

@@ -1,0 +1,122 @@
+"""`shopfloor`: the command line of every part."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from shopfloor.config import Config, ConfigError, load
+
+PROJECT = Path(__file__).resolve().parent.parent
+
+
+def _config(args: argparse.Namespace) -> Config:
+    path = args.config
+    if path is None and Path("shopfloor.toml").exists():
+        path = Path("shopfloor.toml")
+    return load(path)
+
+
+def _dsn(args: argparse.Namespace, config: Config) -> str:
+    dsn = args.dsn or os.environ.get("SHOPFLOOR_DSN") or config.historian.dsn
+    if not dsn:
+        from historian.embedded import EmbeddedPostgres, default_state_dir
+
+        dsn = EmbeddedPostgres(default_state_dir(), config.historian.embedded_port).start()
+    return dsn
+
+
+def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
+    """Apply pending migrations."""
+    from historian.db import connect
+    from historian.migrate import migrate
+
+    async def go() -> list[str]:
+        conn = await connect(_dsn(args, config))
+        try:
+            return await migrate(conn)
+        finally:
+            await conn.close()
+
+    applied = asyncio.run(go())
+    print("applied: " + ", ".join(applied) if applied else "up to date")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    """Serve the API over an existing historian."""
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(_dsn(args, config)), host=config.api.host, port=config.api.port, log_level="warning")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, config: Config) -> int:
+    """Run the demo until Ctrl-C."""
+    from shopfloor import demo
+
+    if args.dsn:
+        config.historian.dsn = args.dsn
+    try:
+        asyncio.run(demo.run(config))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_maintain(args: argparse.Namespace, config: Config) -> int:
+    """Refresh rollups and apply retention once, printing what was done as JSON."""
+    from historian.db import connect
+    from historian.maintenance import apply_retention, refresh_rollups
+
+    async def go() -> dict:
+        conn = await connect(_dsn(args, config))
+        try:
+            return {"rollup_rows": await refresh_rollups(conn), "retention": await apply_retention(conn)}
+        finally:
+            await conn.close()
+
+    print(json.dumps(asyncio.run(go())))
+    return 0
+
+
+def cmd_services(args: argparse.Namespace, config: Config) -> int:
+    """Start, stop or report the services the tests use (scripts/services)."""
+    return subprocess.call([str(PROJECT / "scripts" / "services"), args.action])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `shopfloor` console script."""
+    parser = argparse.ArgumentParser(prog="shopfloor", description=__doc__)
+    parser.add_argument("--config", type=Path, help="shopfloor.toml (default: ./shopfloor.toml if present)")
+    parser.add_argument("--dsn", help="historian database URI (overrides the config and SHOPFLOOR_DSN)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO instead of WARNING")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help=cmd_demo.__doc__).set_defaults(func=cmd_demo)
+    sub.add_parser("migrate", help=cmd_migrate.__doc__).set_defaults(func=cmd_migrate)
+    sub.add_parser("serve", help=cmd_serve.__doc__).set_defaults(func=cmd_serve)
+    sub.add_parser("maintain", help=cmd_maintain.__doc__).set_defaults(func=cmd_maintain)
+    services = sub.add_parser("services", help=cmd_services.__doc__)
+    services.add_argument("action", choices=["up", "down", "status"])
+    services.set_defaults(func=cmd_services)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config = _config(args)
+        return int(args.func(args, config))
+    except ConfigError as e:
+        print(f"shopfloor: config error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

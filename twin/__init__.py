@@ -1,0 +1,1 @@
+"""The digital twin: per-machine state engine; imports historian only."""
