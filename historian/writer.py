@@ -96,17 +96,11 @@ def validate(
     return samples.take(ok), letters
 
 
-def dirty_ranges(samples: SampleBatch) -> list[tuple[int, int, int]]:
-    """Per tag in the batch: (tag_id, first ts, last ts) in microseconds, for the rollup refresher."""
+def dirty_span(samples: SampleBatch) -> tuple[list[int], int, int] | None:
+    """The tags a flush touched and its first and last timestamp (µs), for the rollup refresher."""
     if len(samples) == 0:
-        return []
-    order = np.argsort(samples.tag_id, kind="stable")
-    t = samples.tag_id[order]
-    ts = samples.ts_us[order]
-    starts = np.flatnonzero(np.r_[True, t[1:] != t[:-1]])
-    lo = np.minimum.reduceat(ts, starts)
-    hi = np.maximum.reduceat(ts, starts)
-    return list(zip(t[starts].tolist(), lo.tolist(), hi.tolist()))
+        return None
+    return np.unique(samples.tag_id).tolist(), int(samples.ts_us.min()), int(samples.ts_us.max())
 
 
 class HistorianWriter:
@@ -315,11 +309,12 @@ class HistorianWriter:
         if self._partitioned:
             await self._ensure_days(conn, samples, events)
 
-        async with conn.transaction():
-            per_batch = await self._copy_samples(conn, samples, [c[0] for c in checked])
-            per_batch_events = [await self._insert_events(conn, c[1]) for c in checked]
-            await self._mark_dirty(conn, samples)
-            await self._insert_dead_letters(conn, letters)
+        parts = [c[0] for c in checked]
+        try:
+            per_batch, per_batch_events = await self._commit_rows(conn, samples, parts, checked, letters, False)
+        except pg_errors.UniqueViolation:
+            # some rows are stored already (a replay): go again through staging, skipping them
+            per_batch, per_batch_events = await self._commit_rows(conn, samples, parts, checked, letters, True)
 
         results = [
             WriteResult(n + ne, len(s) + len(e) - n - ne, len(d))
@@ -348,20 +343,38 @@ class HistorianWriter:
                 good.append(e)
         return good, letters
 
-    async def _copy_samples(
-        self, conn: psycopg.AsyncConnection, samples: SampleBatch, parts: list[SampleBatch]
-    ) -> list[int]:
-        """COPY straight in; if rows are already there, insert each part through staging instead."""
+    async def _commit_rows(
+        self,
+        conn: psycopg.AsyncConnection,
+        samples: SampleBatch,
+        parts: list[SampleBatch],
+        checked: list[tuple[SampleBatch, list[Event], list[DeadLetter]]],
+        letters: list[DeadLetter],
+        staged: bool,
+    ) -> tuple[list[int], list[int]]:
+        """One transaction: samples, events, rollup marks and dead letters; rows added per batch."""
+        async with conn.transaction():
+            if staged:
+                per_batch = await self._copy_staged(conn, parts)
+            else:
+                # first statement of the transaction, without a savepoint (a subtransaction
+                # slows COPY): if it meets a stored row, the whole transaction is retried staged
+                await self._copy(conn, "samples", samples)
+                per_batch = [len(p) for p in parts]
+            per_batch_events = [await self._insert_events(conn, c[1]) for c in checked]
+            await self._mark_dirty(conn, samples)
+            await self._insert_dead_letters(conn, letters)
+        return per_batch, per_batch_events
+
+    async def _copy(self, conn: psycopg.AsyncConnection, table: str, samples: SampleBatch) -> None:
         if len(samples) == 0:
-            return [0] * len(parts)
-        try:
-            async with conn.transaction():  # a savepoint: a replay falls back without losing the rest
-                async with conn.cursor() as cur:
-                    async with cur.copy(_COPY_SAMPLES.format(table="samples")) as copy:
-                        await copy.write(samples.to_copy_binary())
-            return [len(p) for p in parts]
-        except pg_errors.UniqueViolation:
-            pass
+            return
+        async with conn.cursor() as cur:
+            async with cur.copy(_COPY_SAMPLES.format(table=table)) as copy:
+                await copy.write(samples.to_copy_binary())
+
+    async def _copy_staged(self, conn: psycopg.AsyncConnection, parts: list[SampleBatch]) -> list[int]:
+        """Insert each part through a staging table with ON CONFLICT DO NOTHING; rows added per part."""
         await self._ensure_stage(conn)
         counts = []
         async with conn.cursor() as cur:
@@ -370,8 +383,7 @@ class HistorianWriter:
                     counts.append(0)
                     continue
                 await cur.execute("TRUNCATE sf_stage_samples")
-                async with cur.copy(_COPY_SAMPLES.format(table="sf_stage_samples")) as copy:
-                    await copy.write(part.to_copy_binary())
+                await self._copy(conn, "sf_stage_samples", part)
                 await cur.execute(
                     """INSERT INTO samples (tag_id, ts, value, quality)
                        SELECT DISTINCT ON (tag_id, ts) tag_id, ts, value, quality FROM sf_stage_samples
@@ -399,13 +411,13 @@ class HistorianWriter:
             return max(cur.rowcount, 0)
 
     async def _mark_dirty(self, conn: psycopg.AsyncConnection, samples: SampleBatch) -> None:
-        ranges = dirty_ranges(samples)
-        if not ranges:
+        span = dirty_span(samples)
+        if span is None:
             return
-        async with conn.cursor() as cur:
-            async with cur.copy("COPY rollup_dirty (tag_id, lo, hi) FROM STDIN") as copy:
-                for tag_id, lo, hi in ranges:
-                    await copy.write_row((tag_id, from_us(lo), from_us(hi)))
+        tags, lo, hi = span
+        await conn.execute(
+            "INSERT INTO rollup_dirty (tag_ids, lo, hi) VALUES (%s, %s, %s)", (tags, from_us(lo), from_us(hi))
+        )
 
     async def _insert_dead_letters(self, conn: psycopg.AsyncConnection, letters: list[DeadLetter]) -> None:
         if not letters:

@@ -18,11 +18,11 @@ CREATE TABLE rollup_1m (
 CREATE TABLE rollup_1h (LIKE rollup_1m INCLUDING ALL);
 COMMENT ON TABLE rollup_1m IS 'Per-minute min/max/avg/count/first/last of good and uncertain samples';
 
--- Time ranges per tag that the writer touched since the last refresh (one row per tag per batch).
+-- What the writer touched since the last refresh: one row per flush, its tags and time span.
 CREATE TABLE rollup_dirty (
-    tag_id integer NOT NULL,
-    lo     timestamptz NOT NULL,
-    hi     timestamptz NOT NULL
+    tag_ids integer[] NOT NULL,
+    lo      timestamptz NOT NULL,
+    hi      timestamptz NOT NULL
 );
 
 -- Recompute the rollup buckets touched since the last call; returns the number of 1-minute rows written.
@@ -35,10 +35,10 @@ BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('shopfloor.refresh_rollups'));
     CREATE TEMP TABLE IF NOT EXISTS sf_refresh (tag_id integer, lo timestamptz, hi timestamptz) ON COMMIT DROP;
     TRUNCATE sf_refresh;
-    WITH d AS (DELETE FROM rollup_dirty RETURNING tag_id, lo, hi)
+    WITH d AS (DELETE FROM rollup_dirty RETURNING tag_ids, lo, hi)
     INSERT INTO sf_refresh
-    SELECT tag_id, time_bucket(interval '1 minute', min(lo)), time_bucket(interval '1 minute', max(hi)) + interval '1 minute'
-    FROM d GROUP BY tag_id;
+    SELECT t, time_bucket(interval '1 minute', min(lo)), time_bucket(interval '1 minute', max(hi)) + interval '1 minute'
+    FROM d, unnest(d.tag_ids) AS t GROUP BY t;
 
     INSERT INTO rollup_1m (tag_id, bucket, min, max, avg, count, first, last)
     SELECT s.tag_id, time_bucket(interval '1 minute', s.ts), min(s.value), max(s.value), avg(s.value), count(*),
