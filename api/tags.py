@@ -9,8 +9,8 @@ from typing import Annotated
 import msgspec
 import psycopg
 from litestar import Controller, get
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, QueryParameter
 
 from api.deps import provide_conn
 from historian import query
@@ -57,7 +57,10 @@ class SamplesOut(msgspec.Struct):
     start: datetime
     end: datetime
     source: str
-    points: list[SampleOut] | list[BucketOut]
+    points: list[SampleOut] | None = None
+    """raw values, when no bucket was asked for"""
+    buckets: list[BucketOut] | None = None
+    """aggregates per bucket, when a bucket was asked for"""
     bucket: str | None = None
     agg: str | None = None
 
@@ -103,7 +106,7 @@ class TagController(Controller):
     dependencies = {"conn": Provide(provide_conn)}
 
     @get("/", summary="List tags")
-    async def list_tags(self, conn: psycopg.AsyncConnection) -> list[TagOut]:
+    async def list_tags(self, conn: NamedDependency[psycopg.AsyncConnection]) -> list[TagOut]:
         """Every registered tag with its 4M1E category, machine and unit."""
         cur = await conn.execute(
             "SELECT name, unit, description, category, machine, data_type, deadband, source, retention_class "
@@ -114,8 +117,8 @@ class TagController(Controller):
     @get("/latest", summary="Latest value of each tag")
     async def latest(
         self,
-        conn: psycopg.AsyncConnection,
-        tag: Annotated[list[str] | None, Parameter(description="tag names; all tags when absent")] = None,
+        conn: NamedDependency[psycopg.AsyncConnection],
+        tag: Annotated[list[str] | None, QueryParameter(description="tag names; all tags when absent")] = None,
     ) -> list[LatestOut]:
         """The newest stored value of each tag, whatever its quality."""
         rows = await query.latest(conn, tag)
@@ -124,13 +127,13 @@ class TagController(Controller):
     @get("/{name:str}/samples", summary="Samples or bucketed aggregates of a tag")
     async def samples(
         self,
-        conn: psycopg.AsyncConnection,
-        name: str,
-        start: Annotated[datetime, Parameter(description="inclusive, ISO 8601 with a zone")],
-        end: Annotated[datetime, Parameter(description="exclusive, ISO 8601 with a zone")],
-        bucket: Annotated[str | None, Parameter(description="e.g. 30s, 5m, 1h, 1d or PT5M")] = None,
-        agg: Annotated[str, Parameter(description="avg, min, max, count, first or last")] = "avg",
-        limit: Annotated[int, Parameter(description="raw rows at most", ge=1, le=query.MAX_RAW_ROWS)] = 10_000,
+        conn: NamedDependency[psycopg.AsyncConnection],
+        name: FromPath[str],
+        start: Annotated[datetime, QueryParameter(description="inclusive, ISO 8601 with a zone")],
+        end: Annotated[datetime, QueryParameter(description="exclusive, ISO 8601 with a zone")],
+        bucket: Annotated[str | None, QueryParameter(description="e.g. 30s, 5m, 1h, 1d or PT5M")] = None,
+        agg: Annotated[str, QueryParameter(description="avg, min, max, count, first or last")] = "avg",
+        limit: Annotated[int, QueryParameter(description="raw rows at most", ge=1, le=query.MAX_RAW_ROWS)] = 10_000,
     ) -> SamplesOut:
         """Raw samples in [start, end), or aggregates per bucket from the coarsest rollup that answers."""
         if bucket is None:
@@ -138,19 +141,21 @@ class TagController(Controller):
                 raise InvalidParameterError("agg", "needs a bucket")
             tag = await query.resolve(conn, name)
             points = await query.raw(conn, name, start, end, limit)
-            return SamplesOut(tag.name, tag.unit, start, end, tag.table, [_point(p) for p in points])  # type: ignore[misc]
+            return SamplesOut(tag.name, tag.unit, start, end, tag.table, points=[_point(p) for p in points])  # type: ignore[misc]
         width = query.parse_interval(bucket, "bucket")
         result = await query.aggregate(conn, name, start, end, width, agg)
         buckets = [BucketOut(b.ts, _value(b.value), b.count) for b in result.buckets]  # type: ignore[arg-type]
-        return SamplesOut(result.tag.name, result.tag.unit, start, end, result.source, buckets, bucket, agg)
+        return SamplesOut(
+            result.tag.name, result.tag.unit, start, end, result.source, buckets=buckets, bucket=bucket, agg=agg
+        )
 
     @get("/{name:str}/value", summary="Value of a tag at a time")
     async def value_at(
         self,
-        conn: psycopg.AsyncConnection,
-        name: str,
-        at: Annotated[datetime, Parameter(description="ISO 8601 with a zone")],
-        mode: Annotated[str, Parameter(description="previous or linear")] = "previous",
+        conn: NamedDependency[psycopg.AsyncConnection],
+        name: FromPath[str],
+        at: Annotated[datetime, QueryParameter(description="ISO 8601 with a zone")],
+        mode: Annotated[str, QueryParameter(description="previous or linear")] = "previous",
     ) -> ValueAtOut:
         """The previous value at `at`, or the linear interpolation between the samples around it."""
         v = await query.value_at(conn, name, at, mode)

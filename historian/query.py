@@ -151,9 +151,18 @@ def _aligned(t: datetime, grain: timedelta) -> bool:
 
 
 async def aggregate(
-    conn: psycopg.AsyncConnection, name: str, start: datetime, end: datetime, bucket: timedelta, agg: str = "avg"
+    conn: psycopg.AsyncConnection,
+    name: str,
+    start: datetime,
+    end: datetime,
+    bucket: timedelta,
+    agg: str = "avg",
+    source: str | None = None,
 ) -> Aggregated:
-    """Aggregates of good and uncertain values per bucket, from the coarsest rollup that answers."""
+    """Aggregates of good and uncertain values per bucket, from the coarsest rollup that answers.
+
+    `source` forces a finer table ('samples' or 'rollup_1m') than the one picked, to cross-check.
+    """
     check_range(start, end)
     if bucket <= timedelta(0):
         raise InvalidParameterError("bucket", f"must be a positive interval, got {bucket}")
@@ -164,7 +173,14 @@ async def aggregate(
     tag = await resolve(conn, name)
     if tag.data_type == "text":
         raise InvalidParameterError("agg", f"tag {name!r} holds text; it has raw values only")
-    source = pick_source(start, end, bucket)
+    picked = pick_source(start, end, bucket)
+    order = ["samples", "rollup_1m", "rollup_1h"]
+    if source is None:
+        source = picked
+    elif source not in order:
+        raise InvalidParameterError("source", f"{source!r} is not one of {', '.join(order)}")
+    elif order.index(source) > order.index(picked):
+        raise InvalidParameterError("source", f"{source} does not tile this range and bucket; {picked} does")
     if source == "samples":
         time_col, expr = "ts", _FROM_RAW[agg]
         count = "count(*)"

@@ -97,7 +97,7 @@ def validate(
 
 
 def dirty_span(samples: SampleBatch) -> tuple[list[int], int, int] | None:
-    """The tags a flush touched and its first and last timestamp (µs), for the rollup refresher."""
+    """The tags a batch touched and its first and last timestamp (µs), for the rollup refresher."""
     if len(samples) == 0:
         return None
     return np.unique(samples.tag_id).tolist(), int(samples.ts_us.min()), int(samples.ts_us.max())
@@ -362,7 +362,7 @@ class HistorianWriter:
                 await self._copy(conn, "samples", samples)
                 per_batch = [len(p) for p in parts]
             per_batch_events = [await self._insert_events(conn, c[1]) for c in checked]
-            await self._mark_dirty(conn, samples)
+            await self._mark_dirty(conn, parts)
             await self._insert_dead_letters(conn, letters)
         return per_batch, per_batch_events
 
@@ -410,14 +410,17 @@ class HistorianWriter:
             )
             return max(cur.rowcount, 0)
 
-    async def _mark_dirty(self, conn: psycopg.AsyncConnection, samples: SampleBatch) -> None:
-        span = dirty_span(samples)
-        if span is None:
+    async def _mark_dirty(self, conn: psycopg.AsyncConnection, parts: list[SampleBatch]) -> None:
+        # one mark per submitted batch, not per flush: a backfill and live data flushed together
+        # must not mark every minute between them
+        spans = [span for span in map(dirty_span, parts) if span is not None]
+        if not spans:
             return
-        tags, lo, hi = span
-        await conn.execute(
-            "INSERT INTO rollup_dirty (tag_ids, lo, hi) VALUES (%s, %s, %s)", (tags, from_us(lo), from_us(hi))
-        )
+        async with conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO rollup_dirty (tag_ids, lo, hi) VALUES (%s, %s, %s)",
+                [(tags, from_us(lo), from_us(hi)) for tags, lo, hi in spans],
+            )
 
     async def _insert_dead_letters(self, conn: psycopg.AsyncConnection, letters: list[DeadLetter]) -> None:
         if not letters:

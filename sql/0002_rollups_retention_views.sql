@@ -34,11 +34,21 @@ BEGIN
     -- one refresher at a time: two would upsert the same buckets in different orders
     PERFORM pg_advisory_xact_lock(hashtext('shopfloor.refresh_rollups'));
     CREATE TEMP TABLE IF NOT EXISTS sf_refresh (tag_id integer, lo timestamptz, hi timestamptz) ON COMMIT DROP;
-    TRUNCATE sf_refresh;
-    WITH d AS (DELETE FROM rollup_dirty RETURNING tag_ids, lo, hi)
-    INSERT INTO sf_refresh
-    SELECT t, time_bucket(interval '1 minute', min(lo)), time_bucket(interval '1 minute', max(hi)) + interval '1 minute'
-    FROM d, unnest(d.tag_ids) AS t GROUP BY t;
+    CREATE TEMP TABLE IF NOT EXISTS sf_refresh_hours (tag_id integer, hour timestamptz) ON COMMIT DROP;
+    TRUNCATE sf_refresh, sf_refresh_hours;
+    -- per tag, the touched minute ranges merged where they overlap or meet (gaps and islands),
+    -- so late data from last week recomputes last week's minutes, not everything since
+    WITH d AS (DELETE FROM rollup_dirty RETURNING tag_ids, lo, hi),
+    r AS (SELECT t AS tag_id, time_bucket(interval '1 minute', lo) AS lo,
+                 time_bucket(interval '1 minute', hi) + interval '1 minute' AS hi
+          FROM d, unnest(d.tag_ids) AS t),
+    o AS (SELECT *, max(hi) OVER (PARTITION BY tag_id ORDER BY lo, hi
+                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_hi
+          FROM r),
+    g AS (SELECT *, count(*) FILTER (WHERE prev_hi IS NULL OR lo > prev_hi)
+                    OVER (PARTITION BY tag_id ORDER BY lo, hi) AS island
+          FROM o)
+    INSERT INTO sf_refresh SELECT tag_id, min(lo), max(hi) FROM g GROUP BY tag_id, island;
 
     INSERT INTO rollup_1m (tag_id, bucket, min, max, avg, count, first, last)
     SELECT s.tag_id, time_bucket(interval '1 minute', s.ts), min(s.value), max(s.value), avg(s.value), count(*),
@@ -52,13 +62,18 @@ BEGIN
             first = EXCLUDED.first, last = EXCLUDED.last;
     GET DIAGNOSTICS n = ROW_COUNT;
 
+    -- two islands can share an hour: recompute each touched hour once
+    INSERT INTO sf_refresh_hours
+    SELECT DISTINCT tag_id, generate_series(time_bucket(interval '1 hour', lo),
+                                            time_bucket(interval '1 hour', hi - interval '1 minute'),
+                                            interval '1 hour')
+    FROM sf_refresh;
+
     INSERT INTO rollup_1h (tag_id, bucket, min, max, avg, count, first, last)
-    SELECT m.tag_id, time_bucket(interval '1 hour', m.bucket), min(m.min), max(m.max),
+    SELECT m.tag_id, h.hour, min(m.min), max(m.max),
            sum(m.avg * m.count) / sum(m.count), sum(m.count), first(m.first, m.bucket), last(m.last, m.bucket)
-    FROM sf_refresh r
-    JOIN rollup_1m m ON m.tag_id = r.tag_id
-                    AND m.bucket >= time_bucket(interval '1 hour', r.lo)
-                    AND m.bucket < time_bucket(interval '1 hour', r.hi - interval '1 minute') + interval '1 hour'
+    FROM sf_refresh_hours h
+    JOIN rollup_1m m ON m.tag_id = h.tag_id AND m.bucket >= h.hour AND m.bucket < h.hour + interval '1 hour'
     GROUP BY 1, 2
     ON CONFLICT (tag_id, bucket) DO UPDATE
         SET min = EXCLUDED.min, max = EXCLUDED.max, avg = EXCLUDED.avg, count = EXCLUDED.count,

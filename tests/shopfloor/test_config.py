@@ -1,0 +1,46 @@
+"""shopfloor.toml: defaults, and errors that name the file, line and key."""
+
+from pathlib import Path
+
+import pytest
+
+from shopfloor.config import Config, ConfigError, load, parse
+
+
+def test_defaults_without_a_file():
+    c = load(None)
+    assert c == Config()
+    assert c.historian.dsn == "" and c.api.port == 8000
+
+
+def test_values_are_read():
+    c = parse('[historian]\ndsn = "postgresql://x@127.0.0.1/db"\nflush_rows = 1000\n[api]\nport = 9000\n')
+    assert (c.historian.dsn, c.historian.flush_rows, c.api.port) == ("postgresql://x@127.0.0.1/db", 1000, 9000)
+
+
+@pytest.mark.parametrize(
+    "text, where, key, problem",
+    [
+        ("[historian]\nflush_rows = 'many'\n", "cfg.toml:2", "historian.flush_rows", "Expected `int`, got `str`"),
+        ("[api]\nhost = '0.0.0.0'\nport = 70000\n", "cfg.toml:1", "api", "port must be 1..65535, got 70000"),
+        ("[historian]\n\nflush_rowz = 5\n", "cfg.toml:3", "historian.flush_rowz", "unknown field"),
+        ("[histarian]\n", "cfg.toml:1", "histarian", "unknown field"),
+        ("[historian]\nflush_rows = 10\nmax_pending_rows = 5\n", "cfg.toml:1", "historian", "max_pending_rows (5)"),
+    ],
+)
+def test_errors_name_line_and_key(text, where, key, problem):
+    with pytest.raises(ConfigError) as e:
+        parse(text, "cfg.toml")
+    msg = str(e.value)
+    assert msg.startswith(f"{where}: {key}: "), msg
+    assert problem in msg
+
+
+def test_toml_syntax_error_names_the_line():
+    with pytest.raises(ConfigError, match=r"cfg.toml: .*line 2"):
+        parse("[api]\nport = = 1\n", "cfg.toml")
+
+
+def test_missing_file(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "nope.toml")
