@@ -1,0 +1,40 @@
+"""Imports flow one way: api -> analytics -> twin -> historian, gateway -> historian; plant apart."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = {"api", "analytics", "twin", "historian", "gateway", "plant", "shopfloor", "bench"}
+ALLOWED = {
+    "historian": set(),
+    "twin": {"historian"},
+    "analytics": {"twin", "historian"},
+    "api": {"analytics", "twin", "historian"},
+    "gateway": {"historian"},
+    "plant": set(),
+}
+
+
+def imported_packages(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module.split(".")[0])
+    return found & OURS
+
+
+@pytest.mark.parametrize("package", sorted(ALLOWED))
+def test_imports_flow_one_way(package):
+    files = list((ROOT / package).rglob("*.py"))
+    assert files, f"{package}/ has no Python files"
+    bad = {
+        f"{f.relative_to(ROOT)} imports {other}"
+        for f in files
+        for other in imported_packages(f) - ALLOWED[package] - {package}
+    }
+    assert not bad, sorted(bad)
