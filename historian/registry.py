@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import psycopg
 
 from historian.errors import UnknownTagError
-from historian.samples import Batch, DeadLetter, Event, Sample, SampleBatch, to_us
+from historian.samples import Batch, DeadLetter, Event, Sample, SampleBatch, from_us, to_us
 
 CATEGORIES = ("man", "machine", "material", "method", "energy")
 DATA_TYPES = ("float", "int", "bool", "text")
@@ -96,52 +96,51 @@ class TagRegistry:
 
     def to_batch(self, records: Iterable[Sample], source: str = "") -> Batch:
         """Split records into numeric samples, text events and refusals (unknown tag, wrong type)."""
+        return self.batch_from_rows(((r.tag, to_us(r.ts), r.value, int(r.quality)) for r in records), source)
+
+    def batch_from_rows(self, rows: Iterable[tuple[str, int, Any, int]], source: str = "") -> Batch:
+        """Like to_batch, from (tag name, µs since the epoch, value, quality) tuples."""
         tag_ids: list[int] = []
         ts: list[int] = []
         values: list[float] = []
         quality: list[int] = []
         events: list[Event] = []
         rejects: list[DeadLetter] = []
-        for r in records:
-            info = self.by_name.get(r.tag)
+        by_name = self.by_name
+        for tag, ts_us, value, q in rows:
+            info = by_name.get(tag)
             if info is None:
-                rejects.append(DeadLetter(f"unknown tag {r.tag!r}", _record_payload(r), source))
-                continue
-            if info.data_type == "text":
-                if not isinstance(r.value, str):
-                    rejects.append(
-                        DeadLetter(
-                            f"wrong type: tag {r.tag!r} is text, got {type(r.value).__name__}",
-                            _record_payload(r),
-                            source,
-                        )
-                    )
-                    continue
-                events.append(Event(info.id, to_us(r.ts), r.value, int(r.quality)))
-                continue
-            if isinstance(r.value, str) or not isinstance(r.value, (int, float)):
-                rejects.append(
-                    DeadLetter(
-                        f"wrong type: tag {r.tag!r} is {info.data_type}, got {type(r.value).__name__}",
-                        _record_payload(r),
-                        source,
-                    )
-                )
-                continue
-            tag_ids.append(info.id)
-            ts.append(to_us(r.ts))
-            values.append(float(r.value))
-            quality.append(int(r.quality))
+                rejects.append(DeadLetter(f"unknown tag {tag!r}", _row_payload(tag, ts_us, value, q), source))
+            elif info.data_type == "text":
+                if isinstance(value, str):
+                    events.append(Event(info.id, ts_us, value, q))
+                elif value is None and q < 64:
+                    events.append(Event(info.id, ts_us, "", q))  # a bad text reading: no value
+                else:
+                    rejects.append(DeadLetter(f"wrong type: tag {tag!r} is text, got {type(value).__name__}",
+                                              _row_payload(tag, ts_us, value, q), source))
+            elif value is None and q < 64:
+                tag_ids.append(info.id)
+                ts.append(ts_us)
+                values.append(math.nan)
+                quality.append(q)
+            elif isinstance(value, (int, float)) and not isinstance(value, str):
+                tag_ids.append(info.id)
+                ts.append(ts_us)
+                values.append(float(value))
+                quality.append(q)
+            else:
+                rejects.append(DeadLetter(f"wrong type: tag {tag!r} is {info.data_type}, got {type(value).__name__}",
+                                          _row_payload(tag, ts_us, value, q), source))
         return Batch(SampleBatch.from_columns(tag_ids, ts, values, quality), events, rejects, source)
 
 
-def _record_payload(r: Sample) -> dict:
-    value = r.value
+def _row_payload(tag: str, ts_us: int, value: Any, quality: int) -> dict:
     if isinstance(value, float) and not math.isfinite(value):
         value = str(value)
     elif not isinstance(value, (str, int, float, bool)) and value is not None:
         value = repr(value)
-    return {"tag": r.tag, "ts": r.ts.isoformat(), "value": value, "quality": int(r.quality)}
+    return {"tag": tag, "ts": from_us(ts_us).isoformat(), "value": value, "quality": quality}
 
 
 async def load_registry(conn: psycopg.AsyncConnection) -> TagRegistry:

@@ -1,0 +1,39 @@
+"""The sink sources publish into: exception reporting, then the durable spool."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+from gateway.exception import ExceptionFilter
+from gateway.records import SpooledLetter, SpoolRecord, encode
+from gateway.source import Reading, SourceStatus
+from gateway.spool import Spool
+from historian.samples import to_us
+
+
+class SpoolSink:
+    """A Sink for one source: readings pass the exception filter and land durably in the spool."""
+
+    def __init__(self, spool: Spool, status: SourceStatus, exceptions: ExceptionFilter) -> None:
+        self._spool = spool
+        self._status = status
+        self._filter = exceptions
+
+    async def publish(self, readings: Sequence[Reading]) -> None:
+        """Stamp readings without a device time, filter, and spool them; returns once on disk."""
+        now_us = time.time_ns() // 1000
+        keep = self._filter.keep
+        rows = []
+        for r in readings:
+            ts_us = to_us(r.source_ts) if r.source_ts is not None else now_us
+            if keep(r.tag, r.value, ts_us, r.quality):
+                rows.append((r.tag, ts_us, r.value, int(r.quality)))
+        self._status.readings_total += len(readings)
+        if rows:
+            await self._spool.append(encode(SpoolRecord(self._status.name, rows)))
+
+    async def dead_letter(self, reason: str, payload: dict[str, Any]) -> None:
+        """Spool something unusable with the reason."""
+        self._status.dead_letters_total += 1
+        await self._spool.append(encode(SpoolRecord(self._status.name, [], [SpooledLetter(reason, payload)])))
