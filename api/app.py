@@ -9,9 +9,12 @@ from litestar import Litestar, Request, Response
 from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 
+from api.config import ApiConfig
 from api.errors import HANDLERS
+from api.sources import SourceController
 from api.system import SystemController
 from api.tags import TagController
+from api.writeback import WriteController
 from historian.metrics import METRICS
 
 _requests = METRICS.counter("shopfloor_http_requests_total", "HTTP requests answered, by status")
@@ -21,8 +24,9 @@ async def _configure(conn) -> None:  # type: ignore[no-untyped-def]
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
-def create_app(dsn: str, *, pool_size: int = 8) -> Litestar:
+def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int = 8) -> Litestar:
     """The API over the historian at dsn."""
+    api_config = config or ApiConfig()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -30,6 +34,7 @@ def create_app(dsn: str, *, pool_size: int = 8) -> Litestar:
                                    kwargs={"application_name": "shopfloor-api", "autocommit": True})
         await pool.open(wait=False)
         app.state.pool = pool
+        app.state.api_config = api_config
         try:
             yield
         finally:
@@ -40,7 +45,7 @@ def create_app(dsn: str, *, pool_size: int = 8) -> Litestar:
         return response
 
     return Litestar(
-        route_handlers=[SystemController, TagController],
+        route_handlers=[SystemController, TagController, WriteController, SourceController],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         after_request=count,

@@ -38,8 +38,8 @@ class TagConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.max_interval < 0:
             raise ValueError(f"max_interval: must be >= 0, got {self.max_interval}")
 
-    def spec(self, source: str) -> TagSpec:
-        """The historian registry entry of this tag."""
+    def spec(self, source: str, timestamp_source: str = "device") -> TagSpec:
+        """The historian registry entry of this tag; Modbus and others without device time say 'gateway'."""
         return TagSpec(
             self.name,
             self.category,
@@ -49,4 +49,6 @@ class TagConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             data_type=self.data_type,
             deadband=self.deadband,
             source=source,
+            timestamp_source=timestamp_source,
+            writable=self.writable,
         )

@@ -39,8 +39,12 @@ class TagSpec:
     source: str = ""
     retention_class: str = "default"
     allow_nan: bool = False
+    timestamp_source: str = "device"
+    writable: bool = False
 
     def __post_init__(self) -> None:
+        if self.timestamp_source not in ("device", "gateway"):
+            raise ValueError(f"timestamp_source: {self.timestamp_source!r} is not device or gateway")
         if not self.name:
             raise ValueError("name: a tag needs a non-empty name")
         if self.category not in CATEGORIES:
@@ -169,16 +173,17 @@ async def register(
             )
             await cur.executemany(
                 """INSERT INTO tags (name, unit, description, category, machine_id, data_type, deadband,
-                                     source, retention_class, allow_nan)
-                   VALUES (%s, %s, %s, %s, (SELECT id FROM machines WHERE name = %s), %s, %s, %s, %s, %s)
+                                     source, retention_class, allow_nan, timestamp_source, writable)
+                   VALUES (%s, %s, %s, %s, (SELECT id FROM machines WHERE name = %s), %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (name) DO UPDATE SET
                      unit = EXCLUDED.unit, description = EXCLUDED.description, category = EXCLUDED.category,
                      machine_id = EXCLUDED.machine_id, data_type = EXCLUDED.data_type,
                      deadband = EXCLUDED.deadband, source = EXCLUDED.source,
-                     retention_class = EXCLUDED.retention_class, allow_nan = EXCLUDED.allow_nan""",
+                     retention_class = EXCLUDED.retention_class, allow_nan = EXCLUDED.allow_nan,
+                     timestamp_source = EXCLUDED.timestamp_source, writable = EXCLUDED.writable""",
                 [
                     (t.name, t.unit, t.description, t.category, t.machine, t.data_type, t.deadband,
-                     t.source, t.retention_class, t.allow_nan)
+                     t.source, t.retention_class, t.allow_nan, t.timestamp_source, t.writable)
                     for t in tags
                 ],
             )

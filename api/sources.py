@@ -1,0 +1,48 @@
+"""GET /api/v1/sources: the health of every gateway source, as the gateway last reported it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import msgspec
+import psycopg
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+
+from api.deps import provide_conn
+
+
+class SourceOut(msgspec.Struct):
+    """One source: connection, errors, throughput, and the spool behind it."""
+
+    name: str
+    kind: str
+    connected: bool
+    last_error: str
+    last_error_at: datetime | None
+    readings_total: int
+    readings_per_s: float
+    dead_letters_total: int
+    reconnects_total: int
+    spool_records: int
+    spool_bytes: int
+    spool_dropped: int
+    updated_at: datetime
+
+
+class SourceController(Controller):
+    """Gateway sources."""
+
+    path = "/api/v1/sources"
+    tags = ["gateway"]
+    dependencies = {"conn": Provide(provide_conn)}
+
+    @get("/", summary="Gateway sources and their health")
+    async def list_sources(self, conn: NamedDependency[psycopg.AsyncConnection]) -> list[SourceOut]:
+        """Every source the gateway reported, with when it last did."""
+        cur = await conn.execute(
+            """SELECT name, kind, connected, last_error, last_error_at, readings_total, readings_per_s,
+                      dead_letters_total, reconnects_total, spool_records, spool_bytes, spool_dropped, updated_at
+               FROM sources ORDER BY name"""
+        )
+        return [SourceOut(*r) for r in await cur.fetchall()]

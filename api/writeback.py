@@ -1,0 +1,95 @@
+"""POST /api/v1/tags/{name}/write: queue a write-back for the gateway and wait for its outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+import psycopg
+from litestar import Controller, Request, Response, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK, HTTP_403_FORBIDDEN, HTTP_502_BAD_GATEWAY, HTTP_504_GATEWAY_TIMEOUT
+from psycopg.types.json import Jsonb
+
+from api.auth import caller, may_write
+from api.deps import provide_conn
+from historian.errors import UnknownTagError
+
+CHANNEL = "shopfloor_write"
+
+
+class WriteIn(msgspec.Struct, forbid_unknown_fields=True):
+    """The value to write."""
+
+    value: float | int | bool | str
+
+
+class WriteOut(msgspec.Struct):
+    """What came of a write-back."""
+
+    request_id: int
+    tag: str
+    value: float | int | bool | str
+    status: str
+    detail: str
+
+
+class WriteController(Controller):
+    """Write-back to devices, for operators and engineers; every attempt is audited."""
+
+    path = "/api/v1/tags"
+    tags = ["write-back"]
+    guards = [may_write]
+    dependencies = {"conn": Provide(provide_conn)}
+
+    @post("/{name:str}/write", summary="Write a value to a device", status_code=HTTP_200_OK)
+    async def write(
+        self, conn: NamedDependency[psycopg.AsyncConnection], request: Request[Any, Any, Any],
+        name: FromPath[str], data: JSONBody[WriteIn],
+    ) -> Response[WriteOut]:
+        """Queue the write, wake the gateway, and wait for it to report done, failed or refused."""
+        user = caller(request)
+        cur = await conn.execute("SELECT id, writable FROM tags WHERE name = %s", (name,))
+        row = await cur.fetchone()
+        if row is None:
+            raise UnknownTagError(name)
+        tag_id, writable = row
+        status = "pending" if writable else "refused"
+        detail = "" if writable else f"tag {name!r} is not writable"
+        cur = await conn.execute(
+            """INSERT INTO write_requests (tag_id, value, requested_by, role, status, detail, done_at)
+               VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s = 'refused' THEN now() END) RETURNING id""",
+            (tag_id, Jsonb(data.value), user.name, user.role, status, detail, status),
+        )
+        request_id = (await cur.fetchone())[0]  # type: ignore[index]
+        if writable:
+            await conn.execute(f"NOTIFY {CHANNEL}")
+            status, detail = await _outcome(conn, request_id, request.app.state.api_config.write_timeout)
+        code = {"done": HTTP_200_OK, "refused": HTTP_403_FORBIDDEN, "failed": HTTP_502_BAD_GATEWAY}.get(
+            status, HTTP_504_GATEWAY_TIMEOUT
+        )
+        return Response(WriteOut(request_id, name, data.value, status, detail), status_code=code)
+
+
+async def _outcome(conn: psycopg.AsyncConnection, request_id: int, timeout: float) -> tuple[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cur = await conn.execute("SELECT status, detail FROM write_requests WHERE id = %s", (request_id,))
+        status, detail = await cur.fetchone()  # type: ignore[misc]
+        if status != "pending":
+            return status, detail
+        await asyncio.sleep(0.05)
+    # nobody took it: withdraw it, unless a gateway claimed it at the last moment
+    cur = await conn.execute(
+        """UPDATE write_requests SET status = 'failed', done_at = now(),
+                  detail = 'no gateway carried it out within ' || %s || ' s'
+           WHERE id = %s AND status = 'pending' RETURNING status, detail""",
+        (str(timeout), request_id),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return await _outcome(conn, request_id, 5.0)
+    return "timeout", row[1]

@@ -1,0 +1,95 @@
+"""The gateway process: sources -> exception filter -> spool -> historian writer, plus health and writes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from gateway.config import GatewayConfig, SourceConfig
+from gateway.exception import ExceptionFilter
+from gateway.forwarder import forward
+from gateway.records import count_samples
+from gateway.sink import SpoolSink
+from gateway.source import Source
+from gateway.spool import Spool
+from gateway.status import export_spool_metrics, publish_status
+from gateway.tags import TagConfig
+from gateway.writeback import serve_writes
+from historian.config import HistorianConfig
+from historian.db import connect
+from historian.registry import TagSpec, register
+from historian.writer import HistorianWriter
+
+log = logging.getLogger(__name__)
+
+
+def build_source(config: SourceConfig) -> Source:
+    """The adapter for one configured source."""
+    from gateway.modbus.adapter import ModbusSource
+    from gateway.modbus.config import ModbusSourceConfig
+    from gateway.mqtt.adapter import MqttSource
+    from gateway.mqtt.config import MqttSourceConfig
+    from gateway.opcua.adapter import OpcUaSource
+
+    if isinstance(config, ModbusSourceConfig):
+        return ModbusSource(config)
+    if isinstance(config, MqttSourceConfig):
+        return MqttSource(config)
+    return OpcUaSource(config)
+
+
+def source_tags(config: SourceConfig) -> list[TagConfig]:
+    """The tags a source declares in the config (Sparkplug sources may learn more from births)."""
+    return list(getattr(config, "tags", []))
+
+
+def tag_specs(config: SourceConfig) -> list[TagSpec]:
+    """Registry entries of a source's configured tags; Modbus gives no device time."""
+    stamp = "gateway" if config.__class__.__name__.startswith("Modbus") else "device"
+    return [t.spec(config.name, stamp) for t in source_tags(config)]
+
+
+class Gateway:
+    """Runs every configured source into one spool and forwards it to the historian."""
+
+    def __init__(self, config: GatewayConfig, dsn: str, historian: HistorianConfig, state_dir: Path) -> None:
+        self.config = config
+        self.dsn = dsn
+        self.historian = historian
+        spool_dir = Path(config.spool.directory) if config.spool.directory else state_dir / "spool"
+        self.spool = Spool(spool_dir, max_bytes=config.spool.max_bytes, segment_bytes=config.spool.segment_bytes,
+                           fsync=config.spool.fsync, count_samples=count_samples)
+        self.sources: list[Source] = [build_source(s) for s in config.sources]
+
+    async def register_tags(self) -> None:
+        """Create or update every configured tag in the historian's registry."""
+        specs = [spec for s in self.config.sources for spec in tag_specs(s)]
+        if not specs:
+            return
+        conn = await connect(self.dsn)
+        try:
+            await register(conn, specs)
+        finally:
+            await conn.close()
+
+    async def run(self) -> None:
+        """Register tags, then run sources, forwarder, status and write-back until cancelled."""
+        await self.register_tags()
+        export_spool_metrics(self.spool)
+        owners = {t.name: src for src, cfg in zip(self.sources, self.config.sources)
+                  for t in source_tags(cfg) if t.writable}
+        async with HistorianWriter(self.dsn, self.historian) as writer:
+            await writer.reload_registry()
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(forward(self.spool, writer), name="forwarder")
+                    for src, cfg in zip(self.sources, self.config.sources):
+                        sink = SpoolSink(self.spool, src.status, ExceptionFilter(source_tags(cfg)))
+                        group.create_task(src.run(sink), name=f"source:{src.name}")
+                    group.create_task(publish_status(self.dsn, [s.status for s in self.sources], self.spool,
+                                                     every=self.config.status_interval), name="status")
+                    if owners:
+                        group.create_task(serve_writes(self.dsn, owners), name="write-back")
+            finally:
+                self.spool.close()
