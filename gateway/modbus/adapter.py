@@ -1,0 +1,279 @@
+"""The Modbus TCP source: polls one device for its configured tags and writes back to writable ones.
+
+Error policy, one per scope (as Telegraf's modbus input): an exception response spoils only the
+request it answers (its tags are published with bad quality, the error is recorded, the poll goes
+on); no response or a lost connection drops the connection, publishes the tags as
+BAD_COMM_FAILURE once, and reconnects with exponential backoff and jitter, forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ModbusException
+from pymodbus.framer import FramerType
+from pymodbus.pdu import ModbusPDU
+
+from gateway.modbus import codec
+from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
+from gateway.modbus.requests import ReadRequest, group
+from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
+from historian.samples import Quality
+
+log = logging.getLogger(__name__)
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    7: "negative acknowledge",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+# what a reading is worth when its request got an exception: the device says our map is wrong
+# (1, 2), a gateway could not reach the device behind it (10, 11), or the device failed (the rest)
+_EXCEPTION_QUALITY = {1: Quality.BAD_CONFIG_ERROR, 2: Quality.BAD_CONFIG_ERROR,
+                      10: Quality.BAD_COMM_FAILURE, 11: Quality.BAD_COMM_FAILURE}
+_ILLEGAL_ADDRESS = 2
+_FRAMERS = {"tcp": FramerType.SOCKET, "rtu-over-tcp": FramerType.RTU}
+
+
+def describe_exception(code: int) -> str:
+    """'illegal data address (exception 2)' for a Modbus exception code."""
+    return f"{EXCEPTION_NAMES.get(code, 'unknown exception')} (exception {code})"
+
+
+class LinkDown(Exception):
+    """The device did not answer or the connection is gone: reconnect."""
+
+
+@dataclass
+class Backoff:
+    """Exponential delays from `low` to `high` seconds, each drawn in [d/2, d] so clients spread out."""
+
+    low: float
+    high: float
+    attempts: int = 0
+
+    def next(self) -> float:
+        """The delay before the next attempt."""
+        delay = min(self.high, self.low * 2**self.attempts)
+        self.attempts += 1
+        return random.uniform(delay / 2, delay)
+
+    def reset(self) -> None:
+        """Start from `low` again (after a success)."""
+        self.attempts = 0
+
+
+class ModbusSource:
+    """One Modbus device: a gateway.source.Source that polls it and writes back to it."""
+
+    def __init__(self, config: ModbusSourceConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.status = SourceStatus(config.name, "modbus")
+        self.tags = {t.name: t for t in config.tags}
+        self.requests: list[ReadRequest] = group(config.tags, config.max_registers_per_request, config.merge_gap)
+        """The reads of one poll; a merged read that meets a hole in the device's map is split."""
+        self._client: AsyncModbusTcpClient | None = None
+        self._failing: dict[str, str] = {}  # request -> its last exception, to log changes only
+        self._undecodable: dict[str, list[int]] = {}  # tag -> registers already dead-lettered
+
+    async def run(self, sink: Sink) -> None:
+        """Poll until cancelled, reconnecting with backoff after any transport failure."""
+        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
+        connected_once = False
+        while True:
+            client = self._new_client()
+            try:
+                if not await client.connect():
+                    raise LinkDown(f"cannot connect to {self.config.host}:{self.config.port}")
+                if connected_once:
+                    self.status.reconnects_total += 1
+                connected_once = True
+                self._client = client
+                self.status.connected = True
+                backoff.reset()
+                log.info("%s: connected to %s:%d", self.name, self.config.host, self.config.port)
+                await self._poll(client, sink)
+            except LinkDown as e:
+                await self._lost(client, sink, str(e))
+            except Exception as e:  # noqa: BLE001 - a bug here must not stop the other sources
+                log.exception("%s: unexpected error; reconnecting", self.name)
+                await self._lost(client, sink, f"unexpected error: {e!r}")
+            finally:
+                self._close(client)
+            await asyncio.sleep(backoff.next())
+
+    async def write(self, tag: str, value: float | int | bool | str) -> None:
+        """Write a value to a writable tag: FC5/FC15 for a coil, FC6/FC16 for registers."""
+        t = self.tags.get(tag)
+        if t is None:
+            raise NotWritableError(f"{self.name}: no tag {tag!r} in this source")
+        if not t.writable:
+            raise NotWritableError(f"{self.name}: tag {tag!r} is not writable")
+        registers = self._raw(t, value)
+        client = self._client
+        if client is None or not client.connected:
+            raise WriteError(f"{self.name}: cannot write tag {tag!r}: not connected")
+        unit, single = self.config.unit_id, self.config.single_write_functions
+        what = f"writing {t.table} {t.address}..{t.address + t.registers - 1} (tag {tag!r})"
+        try:
+            if t.table == "coil" and single:
+                response = await client.write_coil(t.address, bool(registers[0]), device_id=unit)
+            elif t.table == "coil":
+                response = await client.write_coils(t.address, [bool(registers[0])], device_id=unit)
+            elif len(registers) == 1 and single:
+                response = await client.write_register(t.address, registers[0], device_id=unit)
+            else:
+                response = await client.write_registers(t.address, registers, device_id=unit)
+        except ModbusException as e:
+            raise WriteError(f"{self.name}: no answer {what}: {e}") from e
+        if response.isError():
+            message = f"{describe_exception(response.exception_code)} {what}"
+            self.status.error(message)
+            raise WriteError(f"{self.name}: {message}")
+
+    def _raw(self, tag: ModbusTag, value: float | int | bool | str) -> list[int]:
+        """The registers to write for an engineering value, or WriteError saying why not."""
+        try:
+            if tag.type == "bool":
+                if value not in (True, False):  # 1 and 0 compare equal to True and False
+                    raise ValueError(f"a bool tag needs true or false, got {value!r}")
+                return codec.encode(bool(value), "bool")
+            if tag.type == "string":
+                return codec.encode(value, "string", tag.byte_order, tag.length)
+            if isinstance(value, str):
+                raise ValueError(f"a {tag.type} tag needs a number, got {value!r}")
+            raw = codec.remove_scale(value, tag.type, tag.scale, tag.offset)
+            return codec.encode(raw, tag.type, tag.byte_order)
+        except ValueError as e:
+            raise WriteError(f"{self.name}: cannot write {value!r} to tag {tag.name!r}: {e}") from e
+
+    def _new_client(self) -> AsyncModbusTcpClient:
+        # reconnect_delay=0: pymodbus must not reconnect on its own, run() does it with our backoff;
+        # retries=0: the next poll is the retry
+        return AsyncModbusTcpClient(
+            self.config.host,
+            port=self.config.port,
+            framer=_FRAMERS[self.config.framing],
+            name=self.name,
+            timeout=self.config.timeout,
+            retries=0,
+            reconnect_delay=0,
+        )
+
+    async def _lost(self, client: AsyncModbusTcpClient, sink: Sink, message: str) -> None:
+        """Record why the link failed; if it was up, mark every tag BAD_COMM_FAILURE once."""
+        self.status.error(message)
+        if not self.status.connected:
+            log.debug("%s: %s", self.name, message)
+            return
+        log.warning("%s: %s; reconnecting", self.name, message)
+        self._close(client)
+        await self._publish(sink, [Reading(t, None, quality=Quality.BAD_COMM_FAILURE) for t in self.tags])
+
+    def _close(self, client: AsyncModbusTcpClient) -> None:
+        """Close a connection (again is harmless) and say so in the status."""
+        if self._client is client:
+            self._client = None
+        self.status.connected = False
+        client.close()
+
+    async def _poll(self, client: AsyncModbusTcpClient, sink: Sink) -> None:
+        """Read every request each poll_interval, on a fixed schedule that skips missed slots."""
+        loop = asyncio.get_running_loop()
+        interval = self.config.poll_interval
+        due = loop.time()
+        while True:
+            readings: list[Reading] = []
+            for request in list(self.requests):
+                readings += await self._read(client, request, sink)
+            await self._publish(sink, readings)
+            due += interval
+            now = loop.time()
+            if due < now:  # a slow device: start again now rather than in a burst of late polls
+                due = now
+            await asyncio.sleep(due - now)
+
+    async def _read(self, client: AsyncModbusTcpClient, request: ReadRequest, sink: Sink) -> list[Reading]:
+        """The readings of one request: decoded values, or bad quality for all on an exception."""
+        response = await self._request(client, request)
+        if not response.isError():
+            if self._failing.pop(str(request), None):
+                log.info("%s: %s reads again", self.name, request)
+            values = response.bits if request.table in BIT_TABLES else response.registers
+            return await self._decode(request, values[: request.count], sink)
+        code = response.exception_code
+        if code == _ILLEGAL_ADDRESS and len(smaller := request.split()) > 1:
+            # the request met a hole in the device's map (or a tag that is one): from now on read
+            # around it, so only the tags really at illegal addresses go bad
+            log.info("%s: %s has holes, reading it as %s", self.name, request, ", ".join(map(str, smaller)))
+            index = self.requests.index(request)
+            self.requests[index : index + 1] = smaller
+            return [r for part in smaller for r in await self._read(client, part, sink)]
+        message = f"{describe_exception(code)} reading {request}"
+        if self._failing.get(str(request)) != message:  # once per request and error, not every poll
+            log.warning("%s: %s", self.name, message)
+            self._failing[str(request)] = message
+        self.status.error(message)
+        quality = _EXCEPTION_QUALITY.get(code, Quality.BAD_DEVICE_FAILURE)
+        return [Reading(t.name, None, quality=quality) for t in request.tags]
+
+    async def _request(self, client: AsyncModbusTcpClient, request: ReadRequest) -> ModbusPDU:
+        """Send one read; LinkDown when there is no answer."""
+        if not client.connected:
+            raise LinkDown("connection lost")
+        read = {
+            "coil": client.read_coils,
+            "discrete_input": client.read_discrete_inputs,
+            "holding": client.read_holding_registers,
+            "input": client.read_input_registers,
+        }[request.table]
+        try:
+            return await read(request.address, count=request.count, device_id=self.config.unit_id)
+        except (ModbusException, OSError) as e:  # OSError covers TimeoutError
+            raise LinkDown(f"no response reading {request}: {e}") from e
+
+    async def _decode(self, request: ReadRequest, values: Sequence[int], sink: Sink) -> list[Reading]:
+        """Readings of the tags in a response; what does not decode goes to dead letters."""
+        readings: list[Reading] = []
+        for tag in request.tags:
+            words = values[request.span(tag)]
+            try:
+                value = tag.to_value(codec.decode(words, tag.type, tag.byte_order))
+            except ValueError as e:  # a string that is not UTF-8: nothing we can store
+                # once per content, not once per poll: the device will say the same every second
+                if self._undecodable.get(tag.name) != list(words):
+                    self._undecodable[tag.name] = list(words)
+                    self.status.dead_letters_total += 1
+                    await sink.dead_letter(f"{self.name}: cannot decode tag {tag.name!r}: {e}", _payload(tag, words))
+                continue
+            self._undecodable.pop(tag.name, None)
+            quality = Quality.GOOD
+            if isinstance(value, float) and not math.isfinite(value):
+                quality = Quality.BAD_SENSOR_FAILURE  # NaN or infinity: the device's "no value"
+            readings.append(Reading(tag.name, value, quality=quality))
+        return readings
+
+    async def _publish(self, sink: Sink, readings: list[Reading]) -> None:
+        """Hand readings to the sink (it returns once they are spooled) and count them."""
+        if readings:
+            await sink.publish(readings)
+            self.status.readings_total += len(readings)
+
+
+def _payload(tag: ModbusTag, words: Sequence[int]) -> dict[str, Any]:
+    return {"tag": tag.name, "table": tag.table, "address": tag.address, "type": tag.type,
+            "registers": [int(w) for w in words]}

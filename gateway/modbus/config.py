@@ -1,0 +1,177 @@
+"""Configuration of one Modbus TCP device and its tags, validated once at load with errors naming the field."""
+
+from __future__ import annotations
+
+import math
+
+import msgspec
+
+from gateway.modbus import codec
+from gateway.tags import TagConfig
+
+TABLES = ("coil", "discrete_input", "holding", "input")
+BIT_TABLES = ("coil", "discrete_input")
+WRITABLE_TABLES = ("coil", "holding")
+FRAMINGS = ("tcp", "rtu-over-tcp")
+MAX_REGISTERS = 125
+"""The most registers one read may ask for (Modbus application protocol, FC3/FC4)."""
+MAX_BITS = 2000
+"""The most coils or discrete inputs one read may ask for (FC1/FC2)."""
+MAX_ADDRESS = 65535
+
+
+class ModbusTag(TagConfig, kw_only=True):
+    """One value at a device: where it sits (table, 0-based address) and how to decode it."""
+
+    table: str
+    address: int
+    type: str = ""
+    """bool, int16, uint16, int32, uint32, int64, uint64, float32, float64 or string; bit tables default to bool."""
+    byte_order: str = "ABCD"
+    """ABCD (big-endian), BADC, CDAB or DCBA: see gateway/modbus/README.md."""
+    length: int = 0
+    """Registers of a string (two characters each)."""
+    scale: float = 1.0
+    offset: float = 0.0
+    """Numbers are published as raw * scale + offset, and written back as (value - offset) / scale."""
+    data_type: str = ""
+    """As in TagConfig; empty: bool for bool, text for string, int for unscaled integers, else float."""
+
+    def __post_init__(self) -> None:
+        who = f"(tag {self.name!r})"
+        if self.table not in TABLES:
+            raise ValueError(f"table: {self.table!r} is not one of {', '.join(TABLES)} {who}")
+        if not self.type and self.table in BIT_TABLES:
+            self.type = "bool"
+        if not self.type:
+            raise ValueError(f"type: a {self.table} tag needs a type, one of {', '.join(codec.TYPES[1:])} {who}")
+        if self.type not in codec.TYPES:
+            raise ValueError(f"type: {self.type!r} is not one of {', '.join(codec.TYPES)} {who}")
+        if (self.type == "bool") != (self.table in BIT_TABLES):
+            raise ValueError(
+                f"type: {self.type} does not fit the {self.table} table; "
+                f"coils and discrete inputs are bool and only they are {who}"
+            )
+        if not self.data_type:
+            self.data_type = self._default_data_type()
+        super().__post_init__()
+        self._check_layout(who)
+        self._check_scaling(who)
+        if self.writable and self.table not in WRITABLE_TABLES:
+            raise ValueError(f"writable: a {self.table} cannot be written, only coils and holding registers {who}")
+
+    def _default_data_type(self) -> str:
+        if self.type == "bool":
+            return "bool"
+        if self.type == "string":
+            return "text"
+        if self.type in codec.INTEGER_TYPES and self.scale == 1.0 and self.offset == 0.0:
+            return "int"
+        return "float"
+
+    def _check_layout(self, who: str) -> None:
+        if self.type == "string":
+            if not 1 <= self.length <= MAX_REGISTERS:
+                raise ValueError(
+                    f"length: a string needs its length in registers, 1..{MAX_REGISTERS}, got {self.length} {who}"
+                )
+        elif self.length:
+            raise ValueError(f"length: only string tags have a length, this one is {self.type} {who}")
+        if self.byte_order not in codec.allowed_orders(self.type):
+            raise ValueError(
+                f"byte_order: {self.byte_order!r} is not one of {', '.join(codec.allowed_orders(self.type))} "
+                f"for {self.type} {who}"
+            )
+        if not 0 <= self.address <= MAX_ADDRESS:
+            raise ValueError(f"address: must be 0..{MAX_ADDRESS} (0-based), got {self.address} {who}")
+        if self.address + self.registers - 1 > MAX_ADDRESS:
+            raise ValueError(f"address: {self.type} at {self.address} runs past {MAX_ADDRESS} {who}")
+
+    def _check_scaling(self, who: str) -> None:
+        if not (math.isfinite(self.scale) and self.scale != 0):
+            raise ValueError(f"scale: must be a finite non-zero number, got {self.scale} {who}")
+        if not math.isfinite(self.offset):
+            raise ValueError(f"offset: must be finite, got {self.offset} {who}")
+        if self.type in ("bool", "string") and (self.scale != 1.0 or self.offset != 0.0):
+            raise ValueError(f"scale: a {self.type} tag cannot be scaled {who}")
+        if self.data_type == "text" and self.type != "string":
+            raise ValueError(f"data_type: text needs type string, this one is {self.type} {who}")
+        if self.type == "string" and self.data_type != "text":
+            raise ValueError(f"data_type: a string tag is text, got {self.data_type} {who}")
+
+    @property
+    def registers(self) -> int:
+        """Addresses the value occupies: registers, or 1 for a bit."""
+        return codec.register_count(self.type, self.length)
+
+    def to_value(self, raw: codec.Value) -> codec.Value:
+        """The published value of a decoded raw value (scaled when numeric)."""
+        if isinstance(raw, (bool, str)):
+            return raw
+        return codec.apply_scale(raw, self.scale, self.offset)
+
+
+class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only=True, forbid_unknown_fields=True):
+    """One Modbus device reached over TCP, polled for its tags."""
+
+    name: str
+    host: str
+    port: int = 502
+    unit_id: int = 1
+    """The unit (slave) id; gateways to serial lines route by it, plain TCP devices often ignore it."""
+    framing: str = "tcp"
+    """tcp (MBAP header) or rtu-over-tcp (RTU frames with CRC through a serial-to-TCP converter)."""
+    poll_interval: float = 1.0
+    timeout: float = 3.0
+    """Seconds to wait for the connection and for each response."""
+    max_registers_per_request: int = MAX_REGISTERS
+    merge_gap: int = 8
+    """Unused addresses a read may span to merge two neighbouring tags into one request; 0: contiguous only."""
+    reconnect_min: float = 0.5
+    reconnect_max: float = 30.0
+    """Reconnect delays (seconds) double from reconnect_min up to reconnect_max, with jitter."""
+    single_write_functions: bool = True
+    """Write one coil or register with FC5/FC6; false: always FC15/FC16, for devices without FC5/FC6."""
+    tags: list[ModbusTag]
+
+    def __post_init__(self) -> None:
+        who = f"(source {self.name!r})"
+        if not self.name:
+            raise ValueError("name: a source needs a non-empty name")
+        if not self.host:
+            raise ValueError(f"host: must not be empty {who}")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port: must be 1..65535, got {self.port} {who}")
+        if not 0 <= self.unit_id <= 255:
+            raise ValueError(f"unit_id: must be 0..255, got {self.unit_id} {who}")
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"framing: {self.framing!r} is not one of {', '.join(FRAMINGS)} {who}")
+        for key in ("poll_interval", "timeout", "reconnect_min"):
+            value = getattr(self, key)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{key}: must be > 0 seconds, got {value} {who}")
+        if not (math.isfinite(self.reconnect_max) and self.reconnect_max >= self.reconnect_min):
+            raise ValueError(
+                f"reconnect_max: must be >= reconnect_min ({self.reconnect_min}), got {self.reconnect_max} {who}"
+            )
+        if not 1 <= self.max_registers_per_request <= MAX_REGISTERS:
+            raise ValueError(
+                f"max_registers_per_request: must be 1..{MAX_REGISTERS}, got {self.max_registers_per_request} {who}"
+            )
+        if self.merge_gap < 0:
+            raise ValueError(f"merge_gap: must be >= 0, got {self.merge_gap} {who}")
+        self._check_tags(who)
+
+    def _check_tags(self, who: str) -> None:
+        if not self.tags:
+            raise ValueError(f"tags: a modbus source needs at least one tag {who}")
+        seen: set[str] = set()
+        for tag in self.tags:
+            if tag.name in seen:
+                raise ValueError(f"tags: tag name {tag.name!r} appears twice {who}")
+            seen.add(tag.name)
+            if tag.table not in BIT_TABLES and tag.registers > self.max_registers_per_request:
+                raise ValueError(
+                    f"max_registers_per_request: {self.max_registers_per_request} is less than the "
+                    f"{tag.registers} registers of tag {tag.name!r} {who}"
+                )
