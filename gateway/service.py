@@ -61,6 +61,8 @@ class Gateway:
         self.spool = Spool(spool_dir, max_bytes=config.spool.max_bytes, segment_bytes=config.spool.segment_bytes,
                            fsync=config.spool.fsync, count_samples=count_samples)
         self.sources: list[Source] = [build_source(s) for s in config.sources]
+        self.ready = asyncio.Event()
+        """Set once the tags are registered and every task has started."""
 
     async def register_tags(self) -> None:
         """Create or update every configured tag in the historian's registry."""
@@ -91,5 +93,6 @@ class Gateway:
                                                      every=self.config.status_interval), name="status")
                     if owners:
                         group.create_task(serve_writes(self.dsn, owners), name="write-back")
+                    self.ready.set()
             finally:
                 self.spool.close()
