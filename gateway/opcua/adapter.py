@@ -1,0 +1,347 @@
+"""OpcUaSource: the gateway.source.Source of one OPC UA server.
+
+run() keeps a session open forever (subscribe or poll), turns each DataValue into a Reading and
+hands them to the sink in batches from its own task, so asyncua's notification callbacks never
+wait for the spool. write() writes one writable tag with the node's own data type.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from asyncua import ua
+from asyncua.common.node import Node
+from asyncua.common.ua_utils import data_type_to_variant_type
+
+from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
+from gateway.opcua.session import RECOVERABLE, Backoff, Session, describe, open_session
+from gateway.opcua.subscription import Monitor
+from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
+from historian.samples import Quality
+
+log = logging.getLogger(__name__)
+
+_BAD: dict[int, int] = {
+    ua.StatusCodes.BadConfigurationError: Quality.BAD_CONFIG_ERROR,
+    ua.StatusCodes.BadNodeIdUnknown: Quality.BAD_CONFIG_ERROR,
+    ua.StatusCodes.BadNodeIdInvalid: Quality.BAD_CONFIG_ERROR,
+    ua.StatusCodes.BadAttributeIdInvalid: Quality.BAD_CONFIG_ERROR,
+    ua.StatusCodes.BadNotReadable: Quality.BAD_CONFIG_ERROR,
+    ua.StatusCodes.BadNotConnected: Quality.BAD_NOT_CONNECTED,
+    ua.StatusCodes.BadDeviceFailure: Quality.BAD_DEVICE_FAILURE,
+    ua.StatusCodes.BadSensorFailure: Quality.BAD_SENSOR_FAILURE,
+    ua.StatusCodes.BadNoCommunication: Quality.BAD_COMM_FAILURE,
+    ua.StatusCodes.BadCommunicationError: Quality.BAD_COMM_FAILURE,
+    ua.StatusCodes.BadOutOfService: Quality.BAD_OUT_OF_SERVICE,
+}
+_INT_RANGES = {
+    ua.VariantType.SByte: (-(2**7), 2**7 - 1),
+    ua.VariantType.Byte: (0, 2**8 - 1),
+    ua.VariantType.Int16: (-(2**15), 2**15 - 1),
+    ua.VariantType.UInt16: (0, 2**16 - 1),
+    ua.VariantType.Int32: (-(2**31), 2**31 - 1),
+    ua.VariantType.UInt32: (0, 2**32 - 1),
+    ua.VariantType.Int64: (-(2**63), 2**63 - 1),
+    ua.VariantType.UInt64: (0, 2**64 - 1),
+}
+
+
+def quality_of(status: ua.StatusCode | None) -> int:
+    """OPC DA quality of an OPC UA status: good 192, uncertain 64 (68: last usable), bad 0 or its sub-status."""
+    if status is None or status.is_good():
+        return Quality.GOOD
+    code = status.value & 0xFFFF0000  # the low 16 bits are info bits (limits, overflow), not the status
+    if status.is_uncertain():
+        return Quality.UNCERTAIN_LAST_USABLE if code == ua.StatusCodes.UncertainLastUsableValue else Quality.UNCERTAIN
+    return _BAD.get(code, Quality.BAD)
+
+
+def _timestamp(dv: ua.DataValue) -> datetime | None:
+    for ts in (dv.SourceTimestamp, dv.ServerTimestamp):
+        # some servers send 0 for "no timestamp", which decodes to 1601-01-01
+        if ts is not None and ts.year > 1601:
+            return ts
+    return None
+
+
+def _value(tag: OpcUaTag, variant: ua.Variant) -> float | int | bool | str:
+    v = variant.Value
+    if variant.is_array or isinstance(v, (list, tuple)):
+        raise ValueError("arrays are not supported")
+    if variant.VariantType is ua.VariantType.Float and isinstance(v, float):
+        # a Float arrives widened to double: 20.3 would read 20.299999237060547
+        v = float(str(np.float32(v)))
+    if isinstance(v, ua.LocalizedText):
+        v = v.Text or ""
+    if tag.data_type == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
+        return float(v)
+    if tag.data_type == "int":
+        if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
+            return int(v)
+    elif tag.data_type == "bool":
+        if isinstance(v, bool) or v in (0, 1):
+            return bool(v)
+    elif tag.data_type == "text":
+        if isinstance(v, datetime):
+            return v.isoformat()
+        if isinstance(v, (str, int, float)):
+            return str(v)
+    raise ValueError(f"a {variant.VariantType.name} value {v!r} does not fit data_type {tag.data_type!r}")
+
+
+def to_reading(tag: OpcUaTag, dv: ua.DataValue) -> Reading:
+    """The Reading of a DataValue: source timestamp (else server timestamp), quality, None for bad values."""
+    quality = quality_of(dv.StatusCode)
+    ts = _timestamp(dv)
+    if quality < Quality.UNCERTAIN:
+        return Reading(tag.name, None, ts, quality)
+    if dv.Value is None or dv.Value.Value is None:
+        raise ValueError(f"status {dv.StatusCode.name if dv.StatusCode else 'Good'} but no value")
+    return Reading(tag.name, _value(tag, dv.Value), ts, quality)
+
+
+def _for_variant(value: Any, vtype: ua.VariantType) -> Any:
+    """The value as the Python type asyncua encodes as vtype; ValueError if it does not fit."""
+    if vtype is ua.VariantType.Boolean:
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+    elif vtype in _INT_RANGES:
+        low, high = _INT_RANGES[vtype]
+        integral = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+        if integral and low <= value <= high:
+            return int(value)
+    elif vtype in (ua.VariantType.Float, ua.VariantType.Double):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif vtype is ua.VariantType.String:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        raise ValueError(f"writing a {vtype.name} node is not supported")
+    raise ValueError(f"{value!r} does not fit the node's data type {vtype.name}")
+
+
+class Outbox:
+    """Readings on their way to the sink: put() never waits; run() publishes them in batches."""
+
+    def __init__(self, sink: Sink, status: SourceStatus, config: OpcUaSourceConfig) -> None:
+        self.sink = sink
+        self.status = status
+        self.config = config
+        self.dropped = 0
+        self._readings: deque[Reading] = deque()
+        self._dead: list[tuple[str, dict[str, Any]]] = []
+        self._ready = asyncio.Event()
+        self._full = asyncio.Event()
+
+    def put(self, reading: Reading) -> None:
+        """Queue a reading; past max_pending the oldest is dropped, counted and reported."""
+        if len(self._readings) >= self.config.max_pending:
+            self._readings.popleft()
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 10_000 == 0:
+                self.status.error(f"the sink is too slow: {self.dropped} readings dropped so far")
+                log.warning("%s: %s", self.config.name, self.status.last_error)
+        self._readings.append(reading)
+        self._ready.set()
+        if len(self._readings) >= self.config.batch_size:
+            self._full.set()
+
+    def put_dead(self, reason: str, payload: dict[str, Any]) -> None:
+        """Queue something that is not a reading, for the dead letters."""
+        self._dead.append((reason, payload))
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Publish forever: as soon as batch_size readings wait, or batch_interval after the first one came."""
+        while True:
+            await self._ready.wait()
+            if not self._full.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.config.batch_interval)
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Publish everything queued now."""
+        self._ready.clear()
+        self._full.clear()
+        dead, self._dead = self._dead, []
+        for reason, payload in dead:
+            await self.sink.dead_letter(reason, payload)
+            self.status.dead_letters_total += 1
+        while self._readings:
+            batch = [self._readings.popleft() for _ in range(min(self.config.batch_size, len(self._readings)))]
+            await self.sink.publish(batch)
+            self.status.readings_total += len(batch)
+
+
+class _Intake:
+    """The Monitor's listener and the poll loop's receiver: DataValues in, readings into the outbox."""
+
+    def __init__(self, source: OpcUaSource, outbox: Outbox) -> None:
+        self.source = source
+        self.outbox = outbox
+        self._last: dict[str, tuple[Any, int, datetime | None]] = {}
+
+    def on_value(self, tag: OpcUaTag, dv: ua.DataValue, only_changes: bool = False) -> None:
+        """Convert and queue; something that is no reading goes to the dead letters."""
+        try:
+            reading = to_reading(tag, dv)
+        except ValueError as e:
+            value = dv.Value.Value if dv.Value is not None else None
+            payload = {"source": self.source.name, "tag": tag.name, "node_id": tag.node_id, "value": repr(value)}
+            self.outbox.put_dead(f"{tag.name}: {e}", payload)
+            return
+        if only_changes and reading.source_ts is not None:
+            # a poll that finds the same stamped value again has nothing new to say
+            key = (reading.value, reading.quality, reading.source_ts)
+            if self._last.get(tag.name) == key:
+                return
+            self._last[tag.name] = key
+        self.outbox.put(reading)
+
+    def not_connected(self, tags: list[OpcUaTag]) -> None:
+        """Mark every tag bad (not connected): the historian shows the gap instead of a line across it."""
+        for tag in tags:
+            self.outbox.put(Reading(tag.name, None, None, Quality.BAD_NOT_CONNECTED))
+        # after the gap, the first poll must publish every value again, changed or not
+        self._last.clear()
+
+    def on_problem(self, message: str) -> None:
+        """Record and log a problem that does not end the session."""
+        self.source.status.error(message)
+        log.warning("%s: %s", self.source.name, message)
+
+    def on_recreated(self) -> None:
+        """Count a subscription recreated after a stall."""
+        self.source.stalls_total += 1
+
+
+class OpcUaSource:
+    """Reads the configured tags from one OPC UA server into a Sink, reconnecting by itself forever."""
+
+    kind = "opcua"
+
+    def __init__(self, config: OpcUaSourceConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.status = SourceStatus(config.name, self.kind)
+        self.stalls_total = 0
+        """How often a stalled subscription was recreated (without losing the session)."""
+        self._tags = {tag.name: tag for tag in config.tags}
+        self._session: Session | None = None
+        self._variant_types: dict[str, ua.VariantType] = {}
+
+    async def run(self, sink: Sink) -> None:
+        """Read until cancelled, reconnecting with backoff after any failure."""
+        outbox = Outbox(sink, self.status, self.config)
+        intake = _Intake(self, outbox)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(outbox.run(), name=f"opcua:{self.name}:publish")
+                tasks.create_task(self._connect_forever(intake), name=f"opcua:{self.name}:connect")
+        except asyncio.CancelledError:
+            await outbox.flush()  # what was read before the stop still reaches the spool
+            raise
+        except BaseExceptionGroup as group:
+            # only the sink can end run(): pass its error on as itself
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    async def _connect_forever(self, intake: _Intake) -> None:
+        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
+        connected_before = False
+        while True:
+            try:
+                async with open_session(self.config) as session:
+                    if connected_before:
+                        self.status.reconnects_total += 1
+                    connected_before = True
+                    self._session = session
+                    self.status.connected = True
+                    log.info("%s: connected to %s", self.name, self.config.endpoint)
+                    if self.config.mode == "subscribe":
+                        await self._subscribe(session, intake, backoff)
+                    else:
+                        await self._poll(session, intake, backoff)
+            except RECOVERABLE as e:
+                self.status.error(describe(e, self.config))
+            except Exception as e:
+                # a gateway must outlive a bug in a library or a server's oddity: report it loudly, retry
+                log.exception("%s: unexpected failure", self.name)
+                self.status.error(f"unexpected {type(e).__name__}: {e}")
+            finally:
+                self._session = None
+                was_connected, self.status.connected = self.status.connected, False
+            if was_connected:
+                intake.not_connected(self.config.tags)
+            delay = backoff.next()
+            log.warning("%s: %s; reconnecting in %.1f s", self.name, self.status.last_error, delay)
+            await asyncio.sleep(delay)
+
+    async def _subscribe(self, session: Session, intake: _Intake, backoff: Backoff) -> None:
+        monitor = Monitor(session, self.config, intake)
+        await monitor.start()
+        backoff.reset()
+        await monitor.watch()
+        raise ConnectionError(session.lost_reason or "connection lost")
+
+    async def _poll(self, session: Session, intake: _Intake, backoff: Backoff) -> None:
+        tags = [tag for tag in self.config.tags if tag.name in session.nodes]
+        params = ua.ReadParameters(
+            MaxAge=0,
+            TimestampsToReturn=ua.TimestampsToReturn.Both,
+            NodesToRead=[
+                ua.ReadValueId(NodeId=session.nodes[t.name].nodeid, AttributeId=ua.AttributeIds.Value) for t in tags
+            ],
+        )
+        loop = asyncio.get_running_loop()
+        while not session.lost.is_set():
+            started = loop.time()
+            if tags:
+                # one Read service call for every tag: one round trip per poll whatever the tag count
+                for tag, dv in zip(tags, await session.client.uaclient.read(params)):
+                    intake.on_value(tag, dv, only_changes=True)
+            backoff.reset()
+            with contextlib.suppress(TimeoutError):
+                rest = self.config.poll_interval - (loop.time() - started)
+                await asyncio.wait_for(session.lost.wait(), max(0.0, rest))
+        raise ConnectionError(session.lost_reason or "connection lost")
+
+    async def write(self, tag: str, value: float | int | bool | str) -> None:
+        """Write a writable tag's node with the node's own data type, or raise NotWritableError / WriteError."""
+        config = self._tags.get(tag)
+        if config is None:
+            raise NotWritableError(f"{tag}: not a tag of OPC UA source {self.name!r}")
+        if not config.writable:
+            raise NotWritableError(f"{tag}: not writable (the tag's config does not say writable = true)")
+        session = self._session
+        if session is None or session.lost.is_set() or tag not in session.nodes:
+            raise WriteError(f"{tag}: not connected to {self.config.endpoint}")
+        node = session.nodes[tag]
+        try:
+            vtype = await self._variant_type(session, tag, node)
+            variant = ua.Variant(_for_variant(value, vtype), vtype)
+            await node.write_attribute(ua.AttributeIds.Value, ua.DataValue(variant))
+        except ValueError as e:
+            raise WriteError(f"{tag}: {e}") from None
+        except ua.UaStatusCodeError as e:
+            raise WriteError(f"{tag}: the server refused the write ({ua.StatusCode(e.code).name})") from e
+        except RECOVERABLE as e:
+            raise WriteError(f"{tag}: {describe(e, self.config)}") from e
+        log.info("%s: wrote %r to %s", self.name, value, tag)
+
+    async def _variant_type(self, session: Session, tag: str, node: Node) -> ua.VariantType:
+        """The variant type of a node's DataType, read once per tag."""
+        if tag not in self._variant_types:
+            datatype = await node.read_data_type()
+            self._variant_types[tag] = await data_type_to_variant_type(session.client.get_node(datatype))
+        return self._variant_types[tag]
+

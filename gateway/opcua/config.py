@@ -1,0 +1,150 @@
+"""The `[[gateway.sources]]` table of an OPC UA source and its tags, validated once at load."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+import msgspec
+from asyncua import ua
+
+from gateway.tags import TagConfig
+from historian.embedded import default_state_dir
+
+MODES = ("subscribe", "poll")
+SECURITY_POLICIES = ("None", "Basic256Sha256")
+SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
+DEADBAND_TYPES = ("none", "absolute", "percent")
+
+
+class OpcUaTag(TagConfig, kw_only=True, forbid_unknown_fields=True):
+    """One OPC UA variable read as a tag."""
+
+    node_id: str
+    """The variable's node id in string form, e.g. "ns=2;s=press1.Temperature"."""
+    sampling_interval: float | None = None
+    """How often (s) the server samples the variable; unset: the source's publishing_interval."""
+    queue_size: int = 1
+    """How many changes the server keeps between two publishes (1: only the latest)."""
+    deadband_type: str = "none"
+    """Server-side filter: 'none', 'absolute' (in the variable's unit) or 'percent' (of its EURange)."""
+    deadband_value: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            ua.NodeId.from_string(self.node_id)
+        except (ua.UaError, ValueError) as e:
+            raise ValueError(f"node_id: {self.node_id!r} is not an OPC UA node id ({e})") from None
+        if self.sampling_interval is not None and self.sampling_interval < 0:
+            raise ValueError(f"sampling_interval: must be >= 0, got {self.sampling_interval}")
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size: must be >= 1, got {self.queue_size}")
+        if self.deadband_type not in DEADBAND_TYPES:
+            raise ValueError(f"deadband_type: {self.deadband_type!r} is not one of {', '.join(DEADBAND_TYPES)}")
+        if self.deadband_value < 0:
+            raise ValueError(f"deadband_value: must be >= 0, got {self.deadband_value}")
+        if self.deadband_type == "none" and self.deadband_value:
+            raise ValueError("deadband_value: set, but deadband_type is 'none'")
+        if self.deadband_type == "percent" and self.deadband_value > 100:
+            raise ValueError(f"deadband_value: a percentage must be <= 100, got {self.deadband_value}")
+        if self.deadband_type != "none" and self.data_type not in ("float", "int"):
+            raise ValueError(f"deadband_type: a deadband needs a numeric data_type, not {self.data_type!r}")
+
+    def ua_node_id(self) -> ua.NodeId:
+        """The node id as asyncua's NodeId."""
+        return ua.NodeId.from_string(self.node_id)
+
+
+def default_pki_dir() -> Path:
+    """Where generated client certificates go: pki/opcua in Shopfloor's state folder."""
+    return default_state_dir() / "pki" / "opcua"
+
+
+class OpcUaSourceConfig(msgspec.Struct, tag="opcua", tag_field="type", kw_only=True, forbid_unknown_fields=True):
+    """One OPC UA server the gateway reads from."""
+
+    name: str
+    endpoint: str
+    mode: str = "subscribe"
+    """'subscribe' (the server reports changes) or 'poll' (one Read of every tag each poll_interval)."""
+    publishing_interval: float = 1.0
+    poll_interval: float = 1.0
+    security_policy: str = "None"
+    security_mode: str = "None"
+    certificate: str = ""
+    """Client certificate (DER or PEM); empty: <pki_dir>/<name>-cert.der, generated if missing."""
+    private_key: str = ""
+    pki_dir: str = ""
+    """Folder for generated certificates; empty: $SHOPFLOOR_STATE/pki/opcua or the user's data folder."""
+    application_uri: str = "urn:shopfloor:gateway"
+    username: str = ""
+    password: str = ""
+    timeout: float = 5.0
+    """Seconds a request may take; also how often a quiet connection is probed for life."""
+    session_timeout: float = 60.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 60.0
+    stall_timeout: float = 30.0
+    """No data change and no keep-alive for this long (s): the subscription is recreated."""
+    batch_interval: float = 0.05
+    batch_size: int = 1000
+    max_pending: int = 100_000
+    """Readings kept while the sink is slow; beyond this the oldest are dropped (and counted)."""
+    tags: list[OpcUaTag] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise ValueError("name: a source needs a non-empty name")
+        url = urlparse(self.endpoint)
+        if url.scheme != "opc.tcp" or not url.hostname:
+            raise ValueError(f"endpoint: {self.endpoint!r} is not an opc.tcp://host:port URL")
+        if self.mode not in MODES:
+            raise ValueError(f"mode: {self.mode!r} is not one of {', '.join(MODES)}")
+        positive = ("publishing_interval", "poll_interval", "timeout", "session_timeout")
+        for key in positive + ("reconnect_min", "batch_interval"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"{key}: must be > 0, got {getattr(self, key)}")
+        if self.reconnect_max < self.reconnect_min:
+            raise ValueError(
+                f"reconnect_max: must be >= reconnect_min ({self.reconnect_min}), got {self.reconnect_max}"
+            )
+        if self.stall_timeout < 2 * self.publishing_interval:
+            raise ValueError(
+                f"stall_timeout: must be at least twice publishing_interval ({self.publishing_interval}), "
+                f"got {self.stall_timeout}"
+            )
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
+        if self.max_pending < self.batch_size:
+            raise ValueError(f"max_pending: must be >= batch_size ({self.batch_size}), got {self.max_pending}")
+        if self.security_policy not in SECURITY_POLICIES:
+            raise ValueError(f"security_policy: {self.security_policy!r} is not one of {', '.join(SECURITY_POLICIES)}")
+        if self.security_mode not in SECURITY_MODES:
+            raise ValueError(f"security_mode: {self.security_mode!r} is not one of {', '.join(SECURITY_MODES)}")
+        if (self.security_policy == "None") != (self.security_mode == "None"):
+            raise ValueError(
+                f"security_mode: {self.security_mode!r} does not go with security_policy {self.security_policy!r} "
+                "(None goes with None; Basic256Sha256 with Sign or SignAndEncrypt)"
+            )
+        if bool(self.certificate) != bool(self.private_key):
+            raise ValueError("private_key: certificate and private_key are given together or not at all")
+        if self.password and not self.username:
+            raise ValueError("username: a password is set but no username")
+        seen: set[str] = set()
+        for tag in self.tags:
+            if tag.name in seen:
+                raise ValueError(f"tags: tag name {tag.name!r} appears twice")
+            seen.add(tag.name)
+
+    @property
+    def secure(self) -> bool:
+        """Whether the connection signs (and maybe encrypts) its messages."""
+        return self.security_policy != "None"
+
+    def certificate_paths(self) -> tuple[Path, Path]:
+        """The client certificate and private key files (configured, or generated under pki_dir)."""
+        if self.certificate:
+            return Path(self.certificate).expanduser(), Path(self.private_key).expanduser()
+        folder = Path(self.pki_dir).expanduser() if self.pki_dir else default_pki_dir()
+        return folder / f"{self.name}-cert.der", folder / f"{self.name}-key.pem"

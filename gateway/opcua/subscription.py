@@ -1,0 +1,223 @@
+"""One subscription per session, a monitored item per tag, and the watchdog that recreates it.
+
+A subscription can die while the connection lives: the server may drop it (restart of its
+subscription service, an expired lifetime, a bug), after which asyncua's publish loop simply
+stops. The server promises a keep-alive at least every publishing_interval x keep-alive count,
+and we ask for three of those per stall_timeout, so silence for stall_timeout means the
+subscription is gone: it is deleted (best effort) and created again on the same session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, Protocol, Sequence
+
+from asyncua import ua
+from asyncua.common.subscription import DataChangeNotif, Subscription
+
+from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
+from gateway.opcua.session import RECOVERABLE, Session, describe
+
+log = logging.getLogger(__name__)
+
+# statuses with which a server says "not this filter", as opposed to "not this node"
+_FILTER_REFUSED = {
+    ua.StatusCodes.BadMonitoredItemFilterUnsupported,
+    ua.StatusCodes.BadMonitoredItemFilterInvalid,
+    ua.StatusCodes.BadFilterNotAllowed,
+    ua.StatusCodes.BadDeadbandFilterInvalid,
+}
+
+
+class Listener(Protocol):
+    """Where a Monitor reports: called from asyncua's notification tasks, so none of these may block."""
+
+    def on_value(self, tag: OpcUaTag, dv: ua.DataValue) -> None:
+        """A new value (or status) of a tag."""
+
+    def on_problem(self, message: str) -> None:
+        """Something the operator should know that does not end the session."""
+
+    def on_recreated(self) -> None:
+        """The subscription was recreated after a stall."""
+
+
+def data_change_filter(tag: OpcUaTag) -> ua.DataChangeFilter | None:
+    """The server-side deadband of a tag, or None for every change."""
+    if tag.deadband_type == "none":
+        return None
+    kind = ua.DeadbandType.Absolute if tag.deadband_type == "absolute" else ua.DeadbandType.Percent
+    return ua.DataChangeFilter(
+        Trigger=ua.DataChangeTrigger.StatusValue, DeadbandType=kind, DeadbandValue=tag.deadband_value
+    )
+
+
+def subscription_parameters(config: OpcUaSourceConfig) -> ua.CreateSubscriptionParameters:
+    """Publishing interval as configured, with keep-alives frequent enough to detect a stall."""
+    keepalive = max(1, int(config.stall_timeout / (3 * config.publishing_interval)))
+    return ua.CreateSubscriptionParameters(
+        RequestedPublishingInterval=config.publishing_interval * 1000,
+        # the spec wants a lifetime of at least three keep-alives; ten leaves room for slow links
+        RequestedLifetimeCount=10 * keepalive,
+        RequestedMaxKeepAliveCount=keepalive,
+        MaxNotificationsPerPublish=10_000,
+        PublishingEnabled=True,
+        Priority=0,
+    )
+
+
+def _request(
+    handle: int, tag: OpcUaTag, session: Session, config: OpcUaSourceConfig, with_filter: bool
+) -> ua.MonitoredItemCreateRequest:
+    interval = tag.sampling_interval if tag.sampling_interval is not None else config.publishing_interval
+    mfilter = data_change_filter(tag) if with_filter else None
+    params = ua.MonitoringParameters(
+        ClientHandle=handle,
+        SamplingInterval=interval * 1000,
+        QueueSize=tag.queue_size,
+        DiscardOldest=True,
+    )
+    if mfilter is not None:
+        params.Filter = mfilter
+    return ua.MonitoredItemCreateRequest(
+        ItemToMonitor=ua.ReadValueId(NodeId=session.nodes[tag.name].nodeid, AttributeId=ua.AttributeIds.Value),
+        MonitoringMode=ua.MonitoringMode.Reporting,
+        RequestedParameters=params,
+    )
+
+
+class _Handler:
+    """asyncua's callback object for one generation of the subscription."""
+
+    def __init__(self, monitor: Monitor, generation: int) -> None:
+        self.monitor = monitor
+        self.generation = generation
+
+    def datachange_notification(self, node: Any, val: Any, data: DataChangeNotif) -> None:
+        """Hand the notification's DataValue to the listener."""
+        item = data.monitored_item
+        tag = self.monitor.tags_by_handle.get(item.ClientHandle)
+        if tag is not None and item.Value is not None:
+            self.monitor.listener.on_value(tag, item.Value)
+
+    def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
+        """The server (or asyncua on a lost connection) says the subscription is gone."""
+        if self.generation == self.monitor.generation:
+            self.monitor.trouble(f"was ended by the server ({status.Status.name})")
+
+
+async def _wait_any(events: Sequence[asyncio.Event], timeout: float) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waiters:
+            w.cancel()
+
+
+class Monitor:
+    """The subscription of one session: created by start(), kept alive by watch()."""
+
+    def __init__(self, session: Session, config: OpcUaSourceConfig, listener: Listener) -> None:
+        self.session = session
+        self.config = config
+        self.listener = listener
+        # client handles are positions in the tag list, so a recreated item maps to the same tag
+        self.tags_by_handle = {i: tag for i, tag in enumerate(config.tags, start=1) if tag.name in session.nodes}
+        self.generation = 0
+        self._sub: Subscription | None = None
+        self._started = 0.0
+        self._stall_after = config.stall_timeout
+        self._trouble: str | None = None
+        self._wake = asyncio.Event()
+
+    def trouble(self, reason: str) -> None:
+        """Ask watch() to recreate the subscription now."""
+        self._trouble = reason
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Create the subscription and its monitored items."""
+        self.generation += 1
+        self._trouble = None
+        self._wake.clear()
+        sub = Subscription(
+            self.session.client.uaclient.session,
+            subscription_parameters(self.config),
+            _Handler(self, self.generation),
+        )
+        revised = await sub.init()
+        # a server may impose a slower publishing interval or rarer keep-alives than we asked for
+        keepalive_period = revised.RevisedPublishingInterval / 1000 * max(1, revised.RevisedMaxKeepAliveCount)
+        self._stall_after = max(self.config.stall_timeout, 2 * keepalive_period)
+        if self._stall_after > self.config.stall_timeout:
+            log.warning(
+                "%s: the server sends keep-alives only every %.1f s; a stall is declared after %.1f s",
+                self.config.name, keepalive_period, self._stall_after,
+            )  # fmt: skip
+        self._sub = sub
+        self._started = time.monotonic()
+        await self._create_items(sub)
+
+    async def _create_items(self, sub: Subscription) -> None:
+        handles = list(self.tags_by_handle)
+        requests = [_request(h, self.tags_by_handle[h], self.session, self.config, True) for h in handles]
+        results = await sub.create_monitored_items(requests) if requests else []
+        retry: list[int] = []
+        for handle, result in zip(handles, results):
+            if not isinstance(result, ua.StatusCode):
+                continue
+            tag = self.tags_by_handle[handle]
+            if result.value in _FILTER_REFUSED and data_change_filter(tag) is not None:
+                # the gateway's own deadband (tag.deadband) still applies downstream
+                self.listener.on_problem(
+                    f"{tag.name}: the server refused the {tag.deadband_type} deadband ({result.name}); "
+                    "monitoring every change"
+                )
+                retry.append(handle)
+            else:
+                self._refused(tag, result)
+        if retry:
+            requests = [_request(h, self.tags_by_handle[h], self.session, self.config, False) for h in retry]
+            for handle, result in zip(retry, await sub.create_monitored_items(requests)):
+                if isinstance(result, ua.StatusCode):
+                    self._refused(self.tags_by_handle[handle], result)
+
+    def _refused(self, tag: OpcUaTag, status: ua.StatusCode) -> None:
+        # the tag shows bad in the historian instead of silently having no data; the others go on
+        self.listener.on_problem(f"{tag.name}: the server refused to monitor {tag.node_id} ({status.name})")
+        self.listener.on_value(tag, ua.DataValue(StatusCode=status))
+
+    def _stalled(self) -> str | None:
+        assert self._sub is not None
+        last = max(self._sub.last_publish_at or 0.0, self._started)
+        idle = time.monotonic() - last
+        if idle <= self._stall_after:
+            return None
+        return f"stalled (no data change and no keep-alive for {idle:.1f} s)"
+
+    async def watch(self) -> None:
+        """Return when the session is lost; meanwhile recreate the subscription whenever it stalls."""
+        check = min(1.0, self.config.stall_timeout / 4)
+        while not self.session.lost.is_set():
+            await _wait_any((self.session.lost, self._wake), check)
+            if self.session.lost.is_set():
+                return
+            reason = self._trouble or self._stalled()
+            if reason is not None:
+                await self.recreate(reason)
+
+    async def recreate(self, reason: str) -> None:
+        """Delete the subscription (best effort) and create it again; raises if the session cannot."""
+        self.listener.on_problem(f"subscription {reason}; recreating it")
+        old, self._sub = self._sub, None
+        if old is not None:
+            try:
+                await asyncio.wait_for(old.delete(), self.config.timeout)
+            except RECOVERABLE as e:
+                # it is usually gone already; that is why we are here
+                log.debug("%s: deleting the old subscription: %s", self.config.name, describe(e, self.config))
+        await self.start()
+        self.listener.on_recreated()
