@@ -101,6 +101,8 @@ class Line:
         self._lot_no = 0
         self.env.process(self._order_release())
         for i, name in enumerate(self.machine_names):
+            # sensors read something from the start, as a powered machine's do
+            self._sense(self.machines[name], self.engines[i % len(self.engines)], 0)
             self.env.process(self._machine(name, engine=i))
 
     def advance(self, seconds: float) -> None:

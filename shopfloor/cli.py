@@ -88,6 +88,46 @@ def cmd_maintain(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_gateway_run(args: argparse.Namespace, config: Config) -> int:
+    """Run the configured gateway sources into the historian until Ctrl-C."""
+    from gateway.service import Gateway
+    from historian.embedded import default_state_dir
+
+    if not config.gateway.sources:
+        print("shopfloor: no [[gateway.sources]] in the config; nothing to read", file=sys.stderr)
+        return 2
+    gateway = Gateway(config.gateway, _dsn(args, config), config.historian, default_state_dir() / "gateway")
+    try:
+        asyncio.run(gateway.run())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_gateway_browse(args: argparse.Namespace, config: Config) -> int:
+    """Print [[gateway.sources.tags]] for the OPC UA variables matching a pattern."""
+    from gateway.opcua.browse import browse_to_toml
+
+    print(asyncio.run(browse_to_toml(args.endpoint, args.pattern)))
+    return 0
+
+
+def cmd_plant(args: argparse.Namespace, config: Config) -> int:
+    """Run the simulated plant's OPC UA, Modbus and MQTT devices until Ctrl-C."""
+    from plant.run import PlantSettings, run_plant
+
+    p = config.plant
+    settings = PlantSettings(opcua_port=p.opcua_port, modbus_port=p.modbus_port, mqtt_host=p.mqtt_host,
+                             mqtt_port=p.mqtt_port, speedup=p.speedup, tick=p.tick, seed=p.seed)
+    print(f"plant: OPC UA opc.tcp://127.0.0.1:{p.opcua_port}/shopfloor/plant, Modbus TCP 127.0.0.1:{p.modbus_port}, "
+          f"MQTT {p.mqtt_host}:{p.mqtt_port}")
+    try:
+        asyncio.run(run_plant(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def cmd_services(args: argparse.Namespace, config: Config) -> int:
     """Start, stop or report the services the tests use (scripts/services)."""
     return subprocess.call([str(PROJECT / "scripts" / "services"), args.action])
@@ -104,12 +144,23 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help=cmd_migrate.__doc__).set_defaults(func=cmd_migrate)
     sub.add_parser("serve", help=cmd_serve.__doc__).set_defaults(func=cmd_serve)
     sub.add_parser("maintain", help=cmd_maintain.__doc__).set_defaults(func=cmd_maintain)
+    gateway = sub.add_parser("gateway", help="the gateway").add_subparsers(dest="gateway_command", required=True)
+    gateway.add_parser("run", help=cmd_gateway_run.__doc__).set_defaults(func=cmd_gateway_run)
+    browse = gateway.add_parser("browse", help=cmd_gateway_browse.__doc__)
+    browse.add_argument("endpoint", help="opc.tcp://host:port/path")
+    browse.add_argument("--pattern", default="*", help="glob over the browse path below Objects, or re:REGEX")
+    browse.set_defaults(func=cmd_gateway_browse)
+    sub.add_parser("plant", help=cmd_plant.__doc__).set_defaults(func=cmd_plant)
     services = sub.add_parser("services", help=cmd_services.__doc__)
     services.add_argument("action", choices=["up", "down", "status"])
     services.set_defaults(func=cmd_services)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not args.verbose:
+        # protocol libraries log every failed reconnect; our sources report those in their status
+        for noisy in ("pymodbus", "asyncua"):
+            logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         config = _config(args)
         return int(args.func(args, config))

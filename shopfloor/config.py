@@ -9,7 +9,27 @@ from pathlib import Path
 import msgspec
 
 from api.config import ApiConfig
+from gateway.config import GatewayConfig
 from historian.config import HistorianConfig
+
+
+class PlantConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The simulated plant's devices (`shopfloor plant`, and the demo)."""
+
+    opcua_port: int = 4840
+    modbus_port: int = 5020
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int = 1883
+    speedup: float = 1.0
+    tick: float = 1.0
+    seed: int = 7
+
+    def __post_init__(self) -> None:
+        for name in ("opcua_port", "modbus_port", "mqtt_port"):
+            if not 1 <= getattr(self, name) <= 65535:
+                raise ValueError(f"{name} must be 1..65535, got {getattr(self, name)}")
+        if self.speedup <= 0 or self.tick <= 0:
+            raise ValueError(f"speedup and tick must be > 0, got {self.speedup} and {self.tick}")
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -17,6 +37,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     historian: HistorianConfig = msgspec.field(default_factory=HistorianConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
+    plant: PlantConfig = msgspec.field(default_factory=PlantConfig)
 
 
 class ConfigError(Exception):
@@ -53,7 +75,9 @@ def parse(text: str, name: str = "shopfloor.toml") -> Config:
         unknown = _UNKNOWN.search(problem)
         if unknown:
             keys.append(unknown.group("field"))
-        line = locate(text, keys)
+        named = re.match(r"^(\w+): ", problem)
+        # a struct's own check names its field first ("type: ..."): point at that line when it is written
+        line = (named and locate(text, keys + [named.group(1)])) or locate(text, keys)
         where = f"{name}:{line}" if line else name
         raise ConfigError(f"{where}: {'.'.join(keys) or '(top level)'}: {problem}") from e
 
@@ -64,26 +88,29 @@ def _keys(path: str) -> list[str]:
 
 
 def locate(text: str, keys: list[str]) -> int | None:
-    """The line (1-based) where a key path is written, else its table's header line, else None."""
+    """The line (1-based) where a key path is written, else its deepest table header, else None."""
     if not keys:
         return None
     table: list[str] = []
-    counts: dict[tuple[str, ...], int] = {}
-    best: int | None = None
+    arrays: dict[tuple[str, ...], int] = {}  # array-of-tables path -> index of its current element
+    best: tuple[int, int] | None = None  # (depth matched, line)
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split("#", 1)[0].strip()
-        header = re.match(r"^\[\[?\s*([^\]]+?)\s*\]\]?$", line)
+        header = re.match(r"^(\[\[?)\s*([^\]]+?)\s*\]\]?$", line)
         if header:
-            names = [n.strip().strip('"') for n in header.group(1).split(".")]
-            if line.startswith("[["):
-                idx = counts.get(tuple(names), -1) + 1
-                counts[tuple(names)] = idx
-                names = names + [str(idx)]
-            table = names
-            if table == keys[: len(table)] and best is None:
-                best = number
+            names = [n.strip().strip('"') for n in header.group(2).split(".")]
+            table = []
+            for i, name in enumerate(names):
+                table.append(name)
+                last = i == len(names) - 1
+                if last and header.group(1) == "[[":
+                    arrays[tuple(table)] = arrays.get(tuple(table), -1) + 1
+                if tuple(table) in arrays:
+                    table.append(str(arrays[tuple(table)]))
+            if table == keys[: len(table)] and (best is None or len(table) > best[0]):
+                best = (len(table), number)
             continue
         key = re.match(r"^\"?([A-Za-z0-9_\-]+)\"?\s*=", line)
         if key and table + [key.group(1)] == keys:
             return number
-    return best
+    return best[1] if best else None

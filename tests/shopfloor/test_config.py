@@ -44,3 +44,45 @@ def test_toml_syntax_error_names_the_line():
 def test_missing_file(tmp_path: Path):
     with pytest.raises(ConfigError, match="cannot read"):
         load(tmp_path / "nope.toml")
+
+
+GATEWAY = """[historian]
+dsn = ""
+
+[[gateway.sources]]
+type = "modbus"
+name = "lathe"
+host = "127.0.0.1"
+
+[[gateway.sources.tags]]
+name = "a"
+table = "holding"
+address = 1
+type = "float32"
+
+[[gateway.sources]]
+type = "modbus"
+name = "meter"
+host = "127.0.0.1"
+
+[[gateway.sources.tags]]
+name = "b"
+table = "input"
+address = ADDRESS
+type = "TYPE"
+"""
+
+
+def test_errors_inside_arrays_of_tables_name_the_element_and_line():
+    with pytest.raises(ConfigError) as e:
+        parse(GATEWAY.replace("ADDRESS", "2").replace("TYPE", "float99"), "gw.toml")
+    assert str(e.value).startswith("gw.toml:24: gateway.sources.1.tags.0: type: 'float99' is not one of")
+    with pytest.raises(ConfigError) as e:
+        parse(GATEWAY.replace("ADDRESS", '"two"').replace("TYPE", "float32"), "gw.toml")
+    assert str(e.value) == "gw.toml:23: gateway.sources.1.tags.0.address: Expected `int`, got `str`"
+
+
+def test_a_gateway_config_is_read():
+    c = parse(GATEWAY.replace("ADDRESS", "2").replace("TYPE", "float32"))
+    assert [s.name for s in c.gateway.sources] == ["lathe", "meter"]
+    assert c.gateway.sources[1].tags[0].address == 2

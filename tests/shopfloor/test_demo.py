@@ -1,4 +1,4 @@
-"""The README's first command: the demo starts an embedded PostgreSQL, migrates, feeds and serves."""
+"""The README's first command: embedded PostgreSQL, the plant, the gateway reading it, and the API."""
 
 import os
 import shutil
@@ -14,8 +14,10 @@ import httpx
 import pytest
 
 from historian.embedded import EmbeddedPostgres
+from tests.conftest import _services_env
 
 ROOT = Path(__file__).resolve().parents[2]
+KEY = "demo-test-operator-key-0123"
 
 
 def free_port() -> int:
@@ -33,38 +35,53 @@ def state_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_demo_serves_replayed_data_from_an_embedded_database(state_dir: Path):
-    api_port, pg_port = free_port(), free_port()
+def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
+    ports = {name: free_port() for name in ("api", "pg", "opcua", "modbus")}
+    mqtt = os.environ.get("SHOPFLOOR_TEST_MQTT") or _services_env().get("SHOPFLOOR_TEST_MQTT", "mqtt://127.0.0.1:1883")
+    mqtt_host, mqtt_port = mqtt.removeprefix("mqtt://").split(":")
     config = state_dir / "shopfloor.toml"
-    config.write_text(f"[historian]\nembedded_port = {pg_port}\n[api]\nport = {api_port}\n")
+    config.write_text(
+        f"[historian]\nembedded_port = {ports['pg']}\nflush_interval = 0.2\n"
+        f"[api]\nport = {ports['api']}\n[[api.users]]\nname = \"tester\"\nkey = \"{KEY}\"\nrole = \"operator\"\n"
+        f"[plant]\nopcua_port = {ports['opcua']}\nmodbus_port = {ports['modbus']}\n"
+        f"mqtt_host = \"{mqtt_host}\"\nmqtt_port = {mqtt_port}\nspeedup = 30.0\ntick = 0.5\n"
+    )
     env = {**os.environ, "SHOPFLOOR_STATE": str(state_dir)}
     env.pop("SHOPFLOOR_DSN", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "shopfloor.cli", "--config", str(config), "demo"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
-    base = f"http://127.0.0.1:{api_port}"
+    base = f"http://127.0.0.1:{ports['api']}"
+    wanted = ["lathe1.temperature", "meter.power", "press1.lot", "press1.temperature", "press2.good_count"]
     try:
         deadline = time.monotonic() + 120
-        latest = []
+        latest: dict = {}
+        sources: dict = {}
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             try:
-                latest = httpx.get(f"{base}/api/v1/tags/latest", params={"tag": ["engine1.s2", "engine1.cycle"]}).json()
-                if len(latest) == 2 and httpx.get(f"{base}/health").json()["database"] == "postgresql":
+                rows = httpx.get(f"{base}/api/v1/tags/latest", params={"tag": wanted}).json()
+                latest = {r["tag"]: r for r in rows} if isinstance(rows, list) else {}
+                sources = {s["name"]: s for s in httpx.get(f"{base}/api/v1/sources").json()}
+                if len(latest) == len(wanted) and latest["press1.lot"]["value"] and len(sources) == 2:
                     break
             except httpx.HTTPError:
                 pass
             time.sleep(0.5)
-        assert [r["tag"] for r in latest] == ["engine1.cycle", "engine1.s2"]
-        # engine 1's first C-MAPSS cycle: T24 = 641.82 degR (train_FD001.txt, row 1, column 7)
-        first = httpx.get(f"{base}/api/v1/tags/engine1.s2/samples",
-                          params={"start": "2000-01-01T00:00:00Z", "end": "2100-01-01T00:00:00Z"}).json()
-        assert first["points"][0]["value"] == 641.82
+        assert sorted(latest) == wanted
+        # press temperatures replay C-MAPSS T50 (about 1400-1440 degR, i.e. 505-530 degC)
+        assert 490 < latest["press1.temperature"]["value"] < 540
+        assert latest["press1.lot"]["value"].startswith("LOT-")
+        assert sources["presses"]["connected"] and sources["lathe-and-meter"]["connected"]
+        r = httpx.post(f"{base}/api/v1/tags/press1.speed_setpoint/write", json={"value": 80.0},
+                       headers={"Authorization": f"Bearer {KEY}"}, timeout=20)
+        assert r.status_code == 200 and r.json()["status"] == "done", r.text
+        assert httpx.get(f"{base}/health").json()["database"] == "postgresql"
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.wait(20)
+            proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-        EmbeddedPostgres(state_dir, pg_port).stop()
+        EmbeddedPostgres(state_dir, ports["pg"]).stop()

@@ -1,0 +1,72 @@
+"""The gateway configuration that reads the simulated plant: what an automation engineer would write."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from gateway.config import GatewayConfig
+from shopfloor.config import PlantConfig
+
+# OPC UA signal -> (tag suffix, 4M1E category, data type, unit, writable)
+_PRESS_SIGNALS = {
+    "State": ("state", "machine", "text", "", False),
+    "Speed": ("speed", "machine", "float", "1/min", False),
+    "SpeedSetpoint": ("speed_setpoint", "method", "float", "%", True),
+    "Temperature": ("temperature", "machine", "float", "degC", False),
+    "Vibration": ("vibration", "machine", "float", "g", False),
+    "GoodCount": ("good_count", "material", "int", "parts", False),
+    "ScrapCount": ("scrap_count", "material", "int", "parts", False),
+    "CurrentLot": ("lot", "material", "text", "", False),
+    "OperatorBadge": ("operator", "man", "text", "", False),
+    "Recipe": ("recipe", "method", "text", "", False),
+    "EnergyKWh": ("energy", "energy", "float", "kWh", False),
+}
+# Modbus plant signal -> tag name, category, machine
+_MODBUS_TAGS = {
+    "meter.voltage": ("meter.voltage", "energy", None),
+    "meter.current": ("meter.current", "energy", None),
+    "meter.power": ("meter.power", "energy", None),
+    "meter.energy_total": ("meter.energy", "energy", None),
+    "machine.temperature": ("lathe1.temperature", "machine", "lathe1"),
+    "machine.speed": ("lathe1.speed", "machine", "lathe1"),
+    "machine.speed_setpoint": ("lathe1.speed_setpoint", "method", "lathe1"),
+    "machine.part_count": ("lathe1.good_count", "material", "lathe1"),
+    "machine.running": ("lathe1.running", "machine", "lathe1"),
+    "machine.alarm": ("lathe1.alarm", "machine", "lathe1"),
+}
+
+
+def demo_gateway(plant: PlantConfig, presses: tuple[str, ...] = ("press1", "press2")) -> GatewayConfig:
+    """Sources and tags for every device of the simulated plant."""
+    from plant.modbus_server import REGISTER_MAP
+
+    opcua_tags = [
+        {"name": f"{m}.{suffix}", "node_id": f"ns=2;s={m}.{signal}", "category": cat, "data_type": dtype,
+         "unit": unit, "machine": m, "writable": writable,
+         **({"deadband_type": "absolute", "deadband_value": 0.05} if dtype == "float" and not writable else {})}
+        for m in presses
+        for signal, (suffix, cat, dtype, unit, writable) in _PRESS_SIGNALS.items()
+    ]
+    modbus_tags: list[dict[str, Any]] = []
+    for signal, (name, cat, machine) in _MODBUS_TAGS.items():
+        s = REGISTER_MAP[signal]
+        tag: dict[str, Any] = {"name": name, "table": s.table, "address": s.address, "category": cat,
+                               "unit": s.unit, "writable": signal == "machine.speed_setpoint"}
+        if s.table not in ("coil", "discrete_input"):
+            tag.update(type=s.type, byte_order=s.byte_order, scale=s.scale, offset=s.offset)
+        if machine:
+            tag["machine"] = machine
+        modbus_tags.append(tag)
+    return msgspec.convert(
+        {
+            "sources": [
+                {"type": "opcua", "name": "presses", "publishing_interval": 0.5,
+                 "endpoint": f"opc.tcp://127.0.0.1:{plant.opcua_port}/shopfloor/plant", "tags": opcua_tags},
+                {"type": "modbus", "name": "lathe-and-meter", "host": "127.0.0.1", "port": plant.modbus_port,
+                 "poll_interval": 1.0, "tags": modbus_tags},
+            ]
+        },
+        GatewayConfig,
+    )
