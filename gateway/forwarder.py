@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from typing import Awaitable, Callable
 
 from gateway.records import decode, to_batch
 from gateway.spool import Spool
@@ -13,8 +14,16 @@ from historian.writer import HistorianWriter, WriteResult
 log = logging.getLogger(__name__)
 
 
-async def forward(spool: Spool, writer: HistorianWriter) -> None:
-    """Read the spool from its cursor forever; the writer's bounded queue paces the reading."""
+async def forward(
+    spool: Spool,
+    writer: HistorianWriter,
+    register_unknown: Callable[[set[str]], Awaitable[None]] | None = None,
+) -> None:
+    """Read the spool from its cursor forever; the writer's bounded queue paces the reading.
+
+    Tags the registry does not know yet (a Sparkplug birth announced them) are first offered to
+    register_unknown, which may register them; what stays unknown is dead-lettered by the writer.
+    """
     pending: deque[tuple[int, asyncio.Future[WriteResult]]] = deque()
     more = asyncio.Event()
 
@@ -35,7 +44,13 @@ async def forward(spool: Spool, writer: HistorianWriter) -> None:
     committer = asyncio.create_task(commit_in_order(), name="spool-commit")
     try:
         async for seq, payload in spool.records():
-            future = await writer.submit(to_batch(decode(payload), writer.registry))
+            record = decode(payload)
+            if register_unknown is not None:
+                known = writer.registry.by_name
+                unknown = {row[0] for row in record.rows if row[0] not in known}
+                if unknown:
+                    await register_unknown(unknown)
+            future = await writer.submit(to_batch(record, writer.registry))
             pending.append((seq, future))
             more.set()
             if committer.done():

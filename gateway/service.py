@@ -40,8 +40,11 @@ def build_source(config: SourceConfig) -> Source:
 
 
 def source_tags(config: SourceConfig) -> list[TagConfig]:
-    """The tags a source declares in the config (Sparkplug sources may learn more from births)."""
-    return list(getattr(config, "tags", []))
+    """The tags a source declares in its config (Sparkplug sources learn more from births)."""
+    tags = list(getattr(config, "tags", []))
+    for group in getattr(config, "sparkplug", []):
+        tags.extend(group.metrics)
+    return tags
 
 
 def tag_specs(config: SourceConfig) -> list[TagSpec]:
@@ -83,9 +86,22 @@ class Gateway:
                   for t in source_tags(cfg) if t.writable}
         async with HistorianWriter(self.dsn, self.historian) as writer:
             await writer.reload_registry()
+
+            async def register_unknown(names: set[str]) -> None:
+                # tags a source learned at run time (Sparkplug births) join the registry before their data
+                specs = [tag.spec(src.name) for src in self.sources
+                         for name, tag in getattr(src, "known_tags", dict)().items() if name in names]
+                if specs:
+                    conn = await connect(self.dsn)
+                    try:
+                        await register(conn, specs)
+                    finally:
+                        await conn.close()
+                    await writer.reload_registry()
+
             try:
                 async with asyncio.TaskGroup() as group:
-                    group.create_task(forward(self.spool, writer), name="forwarder")
+                    group.create_task(forward(self.spool, writer, register_unknown), name="forwarder")
                     for src, cfg in zip(self.sources, self.config.sources):
                         sink = SpoolSink(self.spool, src.status, ExceptionFilter(source_tags(cfg)))
                         group.create_task(src.run(sink), name=f"source:{src.name}")

@@ -13,7 +13,10 @@ from historian.samples import to_us
 
 
 class SpoolSink:
-    """A Sink for one source: readings pass the exception filter and land durably in the spool."""
+    """A Sink for one source: readings pass the exception filter and land durably in the spool.
+
+    The source keeps its own counters in its status; the sink does not count again.
+    """
 
     def __init__(self, spool: Spool, status: SourceStatus, exceptions: ExceptionFilter) -> None:
         self._spool = spool
@@ -29,11 +32,9 @@ class SpoolSink:
             ts_us = to_us(r.source_ts) if r.source_ts is not None else now_us
             if keep(r.tag, r.value, ts_us, r.quality):
                 rows.append((r.tag, ts_us, r.value, int(r.quality)))
-        self._status.readings_total += len(readings)
         if rows:
             await self._spool.append(encode(SpoolRecord(self._status.name, rows)))
 
     async def dead_letter(self, reason: str, payload: dict[str, Any]) -> None:
         """Spool something unusable with the reason."""
-        self._status.dead_letters_total += 1
         await self._spool.append(encode(SpoolRecord(self._status.name, [], [SpooledLetter(reason, payload)])))

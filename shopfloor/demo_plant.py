@@ -66,6 +66,10 @@ def demo_gateway(plant: PlantConfig, presses: tuple[str, ...] = ("press1", "pres
                  "endpoint": f"opc.tcp://127.0.0.1:{plant.opcua_port}/shopfloor/plant", "tags": opcua_tags},
                 {"type": "modbus", "name": "lathe-and-meter", "host": "127.0.0.1", "port": plant.modbus_port,
                  "poll_interval": 1.0, "tags": modbus_tags},
+                # the oven's metrics are learned from its Sparkplug births: no tag list needed
+                {"type": "mqtt", "name": "line1-sparkplug", "host": plant.mqtt_host, "port": plant.mqtt_port,
+                 "client_id": f"shopfloor-demo-{plant.opcua_port}",
+                 "sparkplug": [{"group_id": "plant", "device_tag": "{device}.{metric}", "node_tag": "line1.{metric}"}]},
             ]
         },
         GatewayConfig,
