@@ -14,6 +14,7 @@ from typing import Mapping
 
 import psycopg
 
+from gateway.cancel import honour_cancellation
 from gateway.source import NotWritableError, Source, WriteError
 from historian.db import connect
 
@@ -33,7 +34,8 @@ async def serve_writes(dsn: str, owners: Mapping[str, Source], *, poll: float = 
                 listener = await connect(dsn)
                 await listener.execute(f"LISTEN {CHANNEL}")
             while await _serve_one(conn, owners):
-                pass
+                honour_cancellation()  # a device write may have swallowed a cancellation
+            honour_cancellation()
             # sleep until notified, or poll now and then in case a notification was missed
             try:
                 async with asyncio.timeout(poll):

@@ -23,6 +23,7 @@ from pymodbus.pdu import ModbusPDU
 from gateway.modbus import codec
 from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
 from gateway.modbus.requests import ReadRequest, group
+from gateway.cancel import honour_cancellation
 from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
 from historian.samples import Quality
 
@@ -97,7 +98,9 @@ class ModbusSource:
         while True:
             client = self._new_client()
             try:
-                if not await client.connect():
+                connected = await client.connect()
+                honour_cancellation()
+                if not connected:
                     raise LinkDown(f"cannot connect to {self.config.host}:{self.config.port}")
                 if connected_once:
                     self.status.reconnects_total += 1
@@ -200,6 +203,7 @@ class ModbusSource:
             readings: list[Reading] = []
             for request in list(self.requests):
                 readings += await self._read(client, request, sink)
+                honour_cancellation()
             await self._publish(sink, readings)
             due += interval
             now = loop.time()

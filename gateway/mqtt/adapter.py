@@ -21,6 +21,7 @@ from gateway.mqtt import sparkplug
 from gateway.mqtt.config import MqttSourceConfig
 from gateway.mqtt.json_mapping import JsonDecoder, JsonError
 from gateway.mqtt.sparkplug import NAMESPACE, Outcome, SparkplugHost, letter
+from gateway.cancel import honour_cancellation
 from gateway.source import NotWritableError, Sink, SourceStatus, WriteError
 from gateway.tags import TagConfig
 
@@ -71,7 +72,7 @@ class MqttSource:
         """Read until cancelled, reconnecting with exponential backoff and jitter after any failure."""
         delay = self.config.reconnect_min
         while True:
-            _honour_cancellation()
+            honour_cancellation()
             started = time.monotonic()
             try:
                 await self._session(sink)
@@ -85,7 +86,7 @@ class MqttSource:
                 self.status.connected = False
             if time.monotonic() - started > self.config.reconnect_max:
                 delay = self.config.reconnect_min  # it was up a good while: start backing off afresh
-            _honour_cancellation()
+            honour_cancellation()
             self.status.reconnects_total += 1
             # jitter keeps a fleet of gateways from reconnecting in lockstep after a broker restart
             await asyncio.sleep(random.uniform(delay / 2, delay))
@@ -143,14 +144,14 @@ class MqttSource:
                     await client.publish(
                         _state_topic(host.group.host_id), sparkplug.state_payload(True, now_ms), qos=1, retain=True
                     )
-            _honour_cancellation()
+            honour_cancellation()
             self.status.connected = True
             log.info("mqtt source %s connected to %s:%s", self.name, self.config.host, self.config.port)
             try:
                 async for first in client.messages:
                     batch = [first, *client.take_ready(self.config.batch_messages - 1)]
                     await self._handle(client, sink, batch)
-                    _honour_cancellation()
+                    honour_cancellation()
             finally:
                 await self._offline(client)
 
@@ -250,18 +251,6 @@ class MqttSource:
         if not matched:
             # a broker may deliver what an overlapping subscription of the session caught
             log.debug("mqtt source %s: no mapping for topic %s", self.name, topic)
-
-
-def _honour_cancellation() -> None:
-    """Raise CancelledError if this task was cancelled but the cancellation got lost.
-
-    Python 3.11's asyncio.wait_for, which aiomqtt's connect, subscribe and publish use, can swallow
-    a cancellation that lands as the awaited operation completes (CPython gh-86296, fixed in 3.12);
-    the source would then run on after the gateway asked it to stop.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _state_topic(host_id: str) -> str:

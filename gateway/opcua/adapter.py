@@ -22,6 +22,7 @@ from asyncua.common.ua_utils import data_type_to_variant_type
 from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
 from gateway.opcua.session import RECOVERABLE, Backoff, Session, describe, open_session
 from gateway.opcua.subscription import Monitor
+from gateway.cancel import honour_cancellation
 from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
 from historian.samples import Quality
 
@@ -165,6 +166,7 @@ class Outbox:
             if not self._full.is_set():
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.config.batch_interval)
+                honour_cancellation()
             await self.flush()
 
     async def flush(self) -> None:
@@ -313,6 +315,7 @@ class OpcUaSource:
             with contextlib.suppress(TimeoutError):
                 rest = self.config.poll_interval - (loop.time() - started)
                 await asyncio.wait_for(session.lost.wait(), max(0.0, rest))
+            honour_cancellation()
         raise ConnectionError(session.lost_reason or "connection lost")
 
     async def write(self, tag: str, value: float | int | bool | str) -> None:

@@ -64,7 +64,7 @@ async def running(conn, dsn, tmp_path: Path):
         await serving
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
+            await asyncio.wait_for(task, 10)  # the gateway stops when asked, promptly
 
 
 async def wait_for_sql(conn, sql: str, expected, timeout: float = 15.0) -> None:
