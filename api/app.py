@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Response
 from litestar.openapi import OpenAPIConfig
 from psycopg_pool import AsyncConnectionPool
 

@@ -8,7 +8,7 @@ import pytest
 from historian import InvalidParameterError, Quality, Sample, UnknownTagError
 from historian.query import aggregate, latest, parse_interval, raw, value_at
 from historian.writer import HistorianWriter
-from tests.historian.helpers import T0, at, setup_tags
+from tests.historian.helpers import at, setup_tags
 
 SERIES = [
     Sample("press1.temperature", at(0), 10.0),

@@ -100,7 +100,7 @@ async def test_duplicates_inside_one_batch_keep_one_row(conn, dsn):
 
 
 async def test_bad_samples_become_dead_letters_with_reasons(conn, dsn):
-    reg = await setup_tags(conn)
+    await setup_tags(conn)
     from datetime import datetime, timezone
 
     future = datetime.now(timezone.utc) + timedelta(days=2)

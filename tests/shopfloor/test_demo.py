@@ -53,7 +53,8 @@ def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{ports['api']}"
-    wanted = ["lathe1.temperature", "meter.power", "press1.lot", "press1.temperature", "press2.good_count"]
+    wanted = ["lathe1.temperature", "meter.power", "oven1.Temperature", "press1.lot", "press1.temperature",
+              "press2.good_count"]
     try:
         deadline = time.monotonic() + 120
         latest: dict = {}
@@ -64,7 +65,7 @@ def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
                 rows = httpx.get(f"{base}/api/v1/tags/latest", params={"tag": wanted}).json()
                 latest = {r["tag"]: r for r in rows} if isinstance(rows, list) else {}
                 sources = {s["name"]: s for s in httpx.get(f"{base}/api/v1/sources").json()}
-                if len(latest) == len(wanted) and latest["press1.lot"]["value"] and len(sources) == 2:
+                if len(latest) == len(wanted) and latest["press1.lot"]["value"] and len(sources) == 3:
                     break
             except httpx.HTTPError:
                 pass
@@ -73,7 +74,8 @@ def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
         # press temperatures replay C-MAPSS T50 (about 1400-1440 degR, i.e. 505-530 degC)
         assert 490 < latest["press1.temperature"]["value"] < 540
         assert latest["press1.lot"]["value"].startswith("LOT-")
-        assert sources["presses"]["connected"] and sources["lathe-and-meter"]["connected"]
+        assert all(s["connected"] for s in sources.values()), sources
+        assert 490 < latest["oven1.Temperature"]["value"] < 540  # Sparkplug B, learned from the oven's birth
         r = httpx.post(f"{base}/api/v1/tags/press1.speed_setpoint/write", json={"value": 80.0},
                        headers={"Authorization": f"Bearer {KEY}"}, timeout=20)
         assert r.status_code == 200 and r.json()["status"] == "done", r.text
