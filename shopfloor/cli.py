@@ -114,11 +114,10 @@ def cmd_gateway_browse(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_plant(args: argparse.Namespace, config: Config) -> int:
     """Run the simulated plant's OPC UA, Modbus and MQTT devices until Ctrl-C."""
-    from plant.run import PlantSettings, run_plant
+    from plant.run import run_plant
 
     p = config.plant
-    settings = PlantSettings(opcua_port=p.opcua_port, modbus_port=p.modbus_port, mqtt_host=p.mqtt_host,
-                             mqtt_port=p.mqtt_port, speedup=p.speedup, tick=p.tick, seed=p.seed)
+    settings = p.settings()
     print(f"plant: OPC UA opc.tcp://127.0.0.1:{p.opcua_port}/shopfloor/plant, Modbus TCP 127.0.0.1:{p.modbus_port}, "
           f"MQTT {p.mqtt_host}:{p.mqtt_port}")
     try:

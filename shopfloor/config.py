@@ -5,12 +5,16 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from api.config import ApiConfig
 from gateway.config import GatewayConfig
 from historian.config import HistorianConfig
+
+if TYPE_CHECKING:
+    from plant.run import PlantSettings
 
 
 class PlantConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -30,6 +34,12 @@ class PlantConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise ValueError(f"{name} must be 1..65535, got {getattr(self, name)}")
         if self.speedup <= 0 or self.tick <= 0:
             raise ValueError(f"speedup and tick must be > 0, got {self.speedup} and {self.tick}")
+
+    def settings(self) -> PlantSettings:
+        """The plant's own settings object (the plant imports nothing of ours, so it has its own)."""
+        from plant.run import PlantSettings  # the devices' libraries load only when a plant runs
+
+        return PlantSettings(**msgspec.structs.asdict(self))
 
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

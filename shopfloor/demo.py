@@ -16,7 +16,7 @@ from historian.db import connect
 from historian.embedded import EmbeddedPostgres, default_state_dir
 from historian.maintenance import run_maintenance
 from historian.migrate import migrate
-from plant.run import Plant, PlantSettings
+from plant.run import Plant
 from shopfloor.config import Config
 from shopfloor.demo_plant import demo_gateway
 
@@ -38,8 +38,7 @@ async def run(config: Config) -> None:
         print(f"migrations applied: {', '.join(applied)}")
 
     p = config.plant
-    settings = PlantSettings(opcua_port=p.opcua_port, modbus_port=p.modbus_port, mqtt_host=p.mqtt_host,
-                             mqtt_port=p.mqtt_port, speedup=p.speedup, tick=p.tick, seed=p.seed)
+    settings = p.settings()
     gateway_config = config.gateway if config.gateway.sources else demo_gateway(p)
     users = list(config.api.users)
     if not users:
