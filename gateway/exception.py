@@ -21,6 +21,11 @@ class ExceptionFilter:
         self._tags = {t.name: t for t in tags if t.deadband > 0 or t.max_interval > 0}
         self._last: dict[str, _Last] = {}
 
+    @property
+    def active(self) -> bool:
+        """False when no tag has a deadband or a maximum interval: every reading is kept."""
+        return bool(self._tags)
+
     def keep(self, tag: str, value: object, ts_us: int, quality: int) -> bool:
         """True when the reading must be stored: outside the deadband, a new quality, or overdue."""
         cfg = self._tags.get(tag)

@@ -26,12 +26,23 @@ class SpoolSink:
     async def publish(self, readings: Sequence[Reading]) -> None:
         """Stamp readings without a device time, filter, and spool them; returns once on disk."""
         now_us = time.time_ns() // 1000
-        keep = self._filter.keep
         rows = []
+        # readings of one message usually share one timestamp object: convert it once
+        last_ts: object = None
+        last_us = now_us
         for r in readings:
-            ts_us = to_us(r.source_ts) if r.source_ts is not None else now_us
-            if keep(r.tag, r.value, ts_us, r.quality):
-                rows.append((r.tag, ts_us, r.value, int(r.quality)))
+            ts = r.source_ts
+            if ts is None:
+                ts_us = now_us
+            elif ts is last_ts:
+                ts_us = last_us
+            else:
+                ts_us = last_us = to_us(ts)
+                last_ts = ts
+            rows.append((r.tag, ts_us, r.value, int(r.quality)))
+        if self._filter.active:
+            keep = self._filter.keep
+            rows = [row for row in rows if keep(row[0], row[2], row[1], row[3])]
         if rows:
             await self._spool.append(encode(SpoolRecord(self._status.name, rows)))
 

@@ -144,7 +144,6 @@ class Spool:
             self._written_seq = seq
             self._enforce_limit()
         await self._sync_to(seq)
-        self._new_data.set()
         return seq
 
     def _rotate(self, seq: int) -> None:
@@ -180,6 +179,9 @@ class Spool:
         if self._fsync:
             await asyncio.to_thread(os.fdatasync, fd)
         self._synced_seq = max(self._synced_seq, target)
+        # wake readers here, not in append(): an append cancelled while waiting for this fsync
+        # must not leave its record on disk but unseen by the forwarder
+        self._new_data.set()
 
     def _enforce_limit(self) -> None:
         while self.bytes > self.max_bytes and len(self._segments) > 1:

@@ -11,7 +11,7 @@ class HistorianConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     embedded_port: int = 55434
     flush_rows: int = 50_000
     """A flush starts when this many samples are queued..."""
-    flush_interval: float = 0.5
+    flush_interval: float = 0.25
     """...or when the oldest queued sample has waited this many seconds."""
     max_pending_rows: int = 1_000_000
     """Queued samples beyond which submit() waits: memory never grows without bound."""

@@ -123,3 +123,13 @@ async def test_kill_9_loses_nothing_acknowledged(tmp_path: Path):
     got = await asyncio.wait_for(take(spool, acked), 10)
     assert [s for s, _ in got] == list(range(1, acked + 1))
     assert all(p == f"payload-{s - 1}".encode() * 10 for s, p in got)
+
+
+async def test_an_append_cancelled_during_its_fsync_is_still_forwarded(tmp_path: Path):
+    spool = Spool(tmp_path)
+    reader = asyncio.create_task(take(spool, 1))
+    append = asyncio.create_task(spool.append(b"written, then cancelled"))
+    while spool._written_seq < 1:  # noqa: SLF001 - the moment between write and fsync is the point
+        await asyncio.sleep(0)
+    append.cancel()
+    assert await asyncio.wait_for(reader, 5) == [(1, b"written, then cancelled")]
