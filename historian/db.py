@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import psycopg
-from psycopg.rows import dict_row
 
 
 async def connect(dsn: str, *, autocommit: bool = True) -> psycopg.AsyncConnection:
@@ -11,13 +10,6 @@ async def connect(dsn: str, *, autocommit: bool = True) -> psycopg.AsyncConnecti
     conn = await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit, application_name="shopfloor")
     # timestamps leave the database in UTC whatever the server's zone
     await conn.execute("SET TIME ZONE 'UTC'")
-    return conn
-
-
-async def connect_dict(dsn: str) -> psycopg.AsyncConnection:
-    """An async autocommit connection whose rows are dicts."""
-    conn = await connect(dsn)
-    conn.row_factory = dict_row  # type: ignore[assignment]
     return conn
 
 

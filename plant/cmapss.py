@@ -10,19 +10,6 @@ import numpy as np
 from plant.data import data_dir
 
 COLUMNS = ["unit", "cycle", "setting1", "setting2", "setting3"] + [f"s{i}" for i in range(1, 22)]
-# the sensors that carry the degradation in every subset, with the NASA readme's names and units
-SENSORS = {
-    "s2": ("T24 LPC outlet temperature", "degR"),
-    "s3": ("T30 HPC outlet temperature", "degR"),
-    "s4": ("T50 LPT outlet temperature", "degR"),
-    "s7": ("P30 HPC outlet pressure", "psia"),
-    "s11": ("Ps30 HPC static pressure", "psia"),
-    "s12": ("phi fuel flow / Ps30", "pps/psi"),
-    "s15": ("BPR bypass ratio", ""),
-    "s21": ("W32 LPT coolant bleed", "lbm/s"),
-}
-
-
 @dataclass(frozen=True, slots=True)
 class Trajectory:
     """One engine's cycles: settings and 21 sensors per row."""

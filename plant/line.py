@@ -184,9 +184,3 @@ class Line:
         m.temperature = float(trajectory.column("s4")[cycle])
         m.pressure = float(trajectory.column("s7")[cycle])
         m.vibration = vibration_rms(m.wear, cycle, root=self.data_root)
-
-
-def nominal_rate(product: str) -> float:
-    """Parts per minute of a product at 100 % speed."""
-    return 60.0 / PRODUCTS[product]
-
