@@ -46,8 +46,7 @@ async def forward(
         async for seq, payload in spool.records():
             record = decode(payload)
             if register_unknown is not None:
-                known = writer.registry.by_name
-                unknown = {row[0] for row in record.rows if row[0] not in known}
+                unknown = set(record.tags).difference(writer.registry.by_name)
                 if unknown:
                     await register_unknown(unknown)
             future = await writer.submit(to_batch(record, writer.registry))

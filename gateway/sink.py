@@ -26,26 +26,20 @@ class SpoolSink:
     async def publish(self, readings: Sequence[Reading]) -> None:
         """Stamp readings without a device time, filter, and spool them; returns once on disk."""
         now_us = time.time_ns() // 1000
-        rows = []
-        # readings of one message usually share one timestamp object: convert it once
-        last_ts: object = None
-        last_us = now_us
-        for r in readings:
-            ts = r.source_ts
-            if ts is None:
-                ts_us = now_us
-            elif ts is last_ts:
-                ts_us = last_us
-            else:
-                ts_us = last_us = to_us(ts)
-                last_ts = ts
-            rows.append((r.tag, ts_us, r.value, int(r.quality)))
+        ts_us = [
+            now_us if (ts := r.source_ts) is None else ts if type(ts) is int else to_us(ts) for r in readings
+        ]
+        tags = [r.tag for r in readings]
+        values = [r.value for r in readings]
+        quality = [int(r.quality) for r in readings]
         if self._filter.active:
             keep = self._filter.keep
-            rows = [row for row in rows if keep(row[0], row[2], row[1], row[3])]
-        if rows:
-            await self._spool.append(encode(SpoolRecord(self._status.name, rows)))
+            rows = [row for row in zip(tags, values, ts_us, quality) if keep(*row)]
+            tags, values, ts_us, quality = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
+        if tags:
+            await self._spool.append(encode(SpoolRecord(self._status.name, tags, ts_us, values, quality)))
 
     async def dead_letter(self, reason: str, payload: dict[str, Any]) -> None:
         """Spool something unusable with the reason."""
-        await self._spool.append(encode(SpoolRecord(self._status.name, [], [SpooledLetter(reason, payload)])))
+        await self._spool.append(encode(SpoolRecord(self._status.name, letters=[SpooledLetter(reason, payload)])))
+

@@ -22,8 +22,9 @@ class Reading(NamedTuple):
 
     tag: str
     value: float | int | bool | str | None
-    source_ts: datetime | None = None
-    """The device's own timestamp; None when it gives none (the gateway stamps it on receipt)."""
+    source_ts: datetime | int | None = None
+    """The device's own timestamp, an aware datetime or µs since the Unix epoch (cheaper for sources
+    that get integers from the device); None when it gives none (the gateway stamps it on receipt)."""
     quality: int = Quality.GOOD
 
 

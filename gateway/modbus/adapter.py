@@ -12,6 +12,7 @@ import asyncio
 import logging
 import math
 import random
+import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -24,6 +25,7 @@ from gateway.modbus import codec
 from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
 from gateway.modbus.requests import ReadRequest, group
 from gateway.cancel import honour_cancellation
+from gateway.outbox import Outbox
 from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
 from historian.samples import Quality
 
@@ -93,6 +95,24 @@ class ModbusSource:
 
     async def run(self, sink: Sink) -> None:
         """Poll until cancelled, reconnecting with backoff after any transport failure."""
+        c = self.config
+        outbox = Outbox(sink, self.status, batch_size=c.batch_size, batch_interval=c.batch_interval,
+                        max_pending=c.max_pending)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(outbox.run(), name=f"modbus:{self.name}:publish")
+                tasks.create_task(self._connect_forever(outbox), name=f"modbus:{self.name}:poll")
+        except asyncio.CancelledError:
+            await outbox.flush()  # what was read before the stop still reaches the spool
+            raise
+        except BaseExceptionGroup as group:
+            # only the sink can end run(): pass its error on as itself
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    async def _connect_forever(self, outbox: Outbox) -> None:
+        """Connect and poll; after any transport failure reconnect with backoff, forever."""
         backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
         connected_once = False
         while True:
@@ -109,12 +129,12 @@ class ModbusSource:
                 self.status.connected = True
                 backoff.reset()
                 log.info("%s: connected to %s:%d", self.name, self.config.host, self.config.port)
-                await self._poll(client, sink)
+                await self._poll(client, outbox)
             except LinkDown as e:
-                await self._lost(client, sink, str(e))
+                self._lost(client, outbox, str(e))
             except Exception as e:  # noqa: BLE001 - a bug here must not stop the other sources
                 log.exception("%s: unexpected error; reconnecting", self.name)
-                await self._lost(client, sink, f"unexpected error: {e!r}")
+                self._lost(client, outbox, f"unexpected error: {e!r}")
             finally:
                 self._close(client)
             await asyncio.sleep(backoff.next())
@@ -177,7 +197,7 @@ class ModbusSource:
             reconnect_delay=0,
         )
 
-    async def _lost(self, client: AsyncModbusTcpClient, sink: Sink, message: str) -> None:
+    def _lost(self, client: AsyncModbusTcpClient, outbox: Outbox, message: str) -> None:
         """Record why the link failed; if it was up, mark every tag BAD_COMM_FAILURE once."""
         self.status.error(message)
         if not self.status.connected:
@@ -185,7 +205,7 @@ class ModbusSource:
             return
         log.warning("%s: %s; reconnecting", self.name, message)
         self._close(client)
-        await self._publish(sink, [Reading(t, None, quality=Quality.BAD_COMM_FAILURE) for t in self.tags])
+        outbox.put_many(Reading(t, None, quality=Quality.BAD_COMM_FAILURE) for t in self.tags)
 
     def _close(self, client: AsyncModbusTcpClient) -> None:
         """Close a connection (again is harmless) and say so in the status."""
@@ -194,7 +214,7 @@ class ModbusSource:
         self.status.connected = False
         client.close()
 
-    async def _poll(self, client: AsyncModbusTcpClient, sink: Sink) -> None:
+    async def _poll(self, client: AsyncModbusTcpClient, outbox: Outbox) -> None:
         """Read every request each poll_interval, on a fixed schedule that skips missed slots."""
         loop = asyncio.get_running_loop()
         interval = self.config.poll_interval
@@ -202,23 +222,25 @@ class ModbusSource:
         while True:
             readings: list[Reading] = []
             for request in list(self.requests):
-                readings += await self._read(client, request, sink)
+                readings += await self._read(client, request, outbox)
                 honour_cancellation()
-            await self._publish(sink, readings)
+            outbox.put_many(readings)
+            await outbox.wait_for_room()  # a slow sink slows the polls down rather than losing readings
             due += interval
             now = loop.time()
             if due < now:  # a slow device: start again now rather than in a burst of late polls
                 due = now
             await asyncio.sleep(due - now)
 
-    async def _read(self, client: AsyncModbusTcpClient, request: ReadRequest, sink: Sink) -> list[Reading]:
+    async def _read(self, client: AsyncModbusTcpClient, request: ReadRequest, outbox: Outbox) -> list[Reading]:
         """The readings of one request: decoded values, or bad quality for all on an exception."""
         response = await self._request(client, request)
         if not response.isError():
             if self._failing.pop(str(request), None):
                 log.info("%s: %s reads again", self.name, request)
             values = response.bits if request.table in BIT_TABLES else response.registers
-            return await self._decode(request, values[: request.count], sink)
+            # Modbus has no timestamps: the time of the answer is the best there is
+            return self._decode(request, values[: request.count], time.time_ns() // 1000, outbox)
         code = response.exception_code
         if code == _ILLEGAL_ADDRESS and len(smaller := request.split()) > 1:
             # the request met a hole in the device's map (or a tag that is one): from now on read
@@ -226,7 +248,7 @@ class ModbusSource:
             log.info("%s: %s has holes, reading it as %s", self.name, request, ", ".join(map(str, smaller)))
             index = self.requests.index(request)
             self.requests[index : index + 1] = smaller
-            return [r for part in smaller for r in await self._read(client, part, sink)]
+            return [r for part in smaller for r in await self._read(client, part, outbox)]
         message = f"{describe_exception(code)} reading {request}"
         if self._failing.get(str(request)) != message:  # once per request and error, not every poll
             log.warning("%s: %s", self.name, message)
@@ -250,7 +272,7 @@ class ModbusSource:
         except (ModbusException, OSError) as e:  # OSError covers TimeoutError
             raise LinkDown(f"no response reading {request}: {e}") from e
 
-    async def _decode(self, request: ReadRequest, values: Sequence[int], sink: Sink) -> list[Reading]:
+    def _decode(self, request: ReadRequest, values: Sequence[int], ts_us: int, outbox: Outbox) -> list[Reading]:
         """Readings of the tags in a response; what does not decode goes to dead letters."""
         readings: list[Reading] = []
         for tag in request.tags:
@@ -261,21 +283,14 @@ class ModbusSource:
                 # once per content, not once per poll: the device will say the same every second
                 if self._undecodable.get(tag.name) != list(words):
                     self._undecodable[tag.name] = list(words)
-                    self.status.dead_letters_total += 1
-                    await sink.dead_letter(f"{self.name}: cannot decode tag {tag.name!r}: {e}", _payload(tag, words))
+                    outbox.put_dead(f"{self.name}: cannot decode tag {tag.name!r}: {e}", _payload(tag, words))
                 continue
             self._undecodable.pop(tag.name, None)
             quality = Quality.GOOD
             if isinstance(value, float) and not math.isfinite(value):
                 quality = Quality.BAD_SENSOR_FAILURE  # NaN or infinity: the device's "no value"
-            readings.append(Reading(tag.name, value, quality=quality))
+            readings.append(Reading(tag.name, value, ts_us, quality))
         return readings
-
-    async def _publish(self, sink: Sink, readings: list[Reading]) -> None:
-        """Hand readings to the sink (it returns once they are spooled) and count them."""
-        if readings:
-            await sink.publish(readings)
-            self.status.readings_total += len(readings)
 
 
 def _payload(tag: ModbusTag, words: Sequence[int]) -> dict[str, Any]:

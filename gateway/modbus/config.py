@@ -7,6 +7,7 @@ import math
 import msgspec
 
 from gateway.modbus import codec
+from gateway.outbox import check_settings
 from gateway.tags import TagConfig
 
 TABLES = ("coil", "discrete_input", "holding", "input")
@@ -132,6 +133,10 @@ class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only
     """Reconnect delays (seconds) double from reconnect_min up to reconnect_max, with jitter."""
     single_write_functions: bool = True
     """Write one coil or register with FC5/FC6; false: always FC15/FC16, for devices without FC5/FC6."""
+    batch_interval: float = 0.05
+    batch_size: int = 1000
+    max_pending: int = 100_000
+    """Readings kept while the sink is slow; beyond this the oldest are dropped (and counted)."""
     tags: list[ModbusTag]
 
     def __post_init__(self) -> None:
@@ -160,6 +165,10 @@ class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only
             )
         if self.merge_gap < 0:
             raise ValueError(f"merge_gap: must be >= 0, got {self.merge_gap} {who}")
+        try:
+            check_settings(self.batch_size, self.batch_interval, self.max_pending)
+        except ValueError as e:
+            raise ValueError(f"{e} {who}") from None
         self._check_tags(who)
 
     def _check_tags(self, who: str) -> None:

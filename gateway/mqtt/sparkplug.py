@@ -309,7 +309,6 @@ class SparkplugHost:
         """Append the readings of msg's metrics, dead-letter wrong values; return the metrics not in scope."""
         by_alias, by_name = scope.by_alias, scope.by_name
         default_ms = msg.timestamp if msg.HasField("timestamp") else 0
-        stamps: dict[int, datetime | None] = {0: None}
         append = out.readings.append
         make = Reading
         unknown: list[str] = []
@@ -353,18 +352,14 @@ class SparkplugHost:
                 if m.HasField("properties"):
                     quality = _quality(m)
             ms = m.timestamp or default_ms
-            try:
-                ts = stamps[ms]
-            except KeyError:
-                ts = stamps[ms] = datetime.fromtimestamp(ms // 1000, tz=_UTC).replace(microsecond=(ms % 1000) * 1000)
-            append(make(tag, value, ts, quality))
+            append(make(tag, value, ms * 1000 if ms else None, quality))
         if problems:
             out.dead_letters.append((f"{self.group_id}/{where}: " + "; ".join(problems), letter(topic, payload)))
         return unknown
 
     def _stale(self, scope: Scope, msg: Any, out: Outcome) -> None:
         ms = msg.timestamp if msg.HasField("timestamp") else 0
-        ts = datetime.fromtimestamp(ms // 1000, tz=_UTC).replace(microsecond=(ms % 1000) * 1000) if ms else None
+        ts = ms * 1000 if ms else None
         for info in scope.by_name.values():
             if info.tag is not None and info.kind is not None:
                 out.readings.append(Reading(info.tag, None, ts, STALE_QUALITY))

@@ -23,6 +23,7 @@ from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
 from gateway.opcua.session import RECOVERABLE, Backoff, Session, describe, open_session
 from gateway.opcua.subscription import Monitor
 from gateway.cancel import honour_cancellation
+from gateway.outbox import Outbox
 from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
 from historian.samples import Quality
 
@@ -128,61 +129,6 @@ def _for_variant(value: Any, vtype: ua.VariantType) -> Any:
     raise ValueError(f"{value!r} does not fit the node's data type {vtype.name}")
 
 
-class Outbox:
-    """Readings on their way to the sink: put() never waits; run() publishes them in batches."""
-
-    def __init__(self, sink: Sink, status: SourceStatus, config: OpcUaSourceConfig) -> None:
-        self.sink = sink
-        self.status = status
-        self.config = config
-        self.dropped = 0
-        self._readings: deque[Reading] = deque()
-        self._dead: list[tuple[str, dict[str, Any]]] = []
-        self._ready = asyncio.Event()
-        self._full = asyncio.Event()
-
-    def put(self, reading: Reading) -> None:
-        """Queue a reading; past max_pending the oldest is dropped, counted and reported."""
-        if len(self._readings) >= self.config.max_pending:
-            self._readings.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 10_000 == 0:
-                self.status.error(f"the sink is too slow: {self.dropped} readings dropped so far")
-                log.warning("%s: %s", self.config.name, self.status.last_error)
-        self._readings.append(reading)
-        self._ready.set()
-        if len(self._readings) >= self.config.batch_size:
-            self._full.set()
-
-    def put_dead(self, reason: str, payload: dict[str, Any]) -> None:
-        """Queue something that is not a reading, for the dead letters."""
-        self._dead.append((reason, payload))
-        self._ready.set()
-
-    async def run(self) -> None:
-        """Publish forever: as soon as batch_size readings wait, or batch_interval after the first one came."""
-        while True:
-            await self._ready.wait()
-            if not self._full.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._full.wait(), self.config.batch_interval)
-                honour_cancellation()
-            await self.flush()
-
-    async def flush(self) -> None:
-        """Publish everything queued now."""
-        self._ready.clear()
-        self._full.clear()
-        dead, self._dead = self._dead, []
-        for reason, payload in dead:
-            await self.sink.dead_letter(reason, payload)
-            self.status.dead_letters_total += 1
-        while self._readings:
-            batch = [self._readings.popleft() for _ in range(min(self.config.batch_size, len(self._readings)))]
-            await self.sink.publish(batch)
-            self.status.readings_total += len(batch)
-
-
 class _Intake:
     """The Monitor's listener and the poll loop's receiver: DataValues in, readings into the outbox."""
 
@@ -242,7 +188,10 @@ class OpcUaSource:
 
     async def run(self, sink: Sink) -> None:
         """Read until cancelled, reconnecting with backoff after any failure."""
-        outbox = Outbox(sink, self.status, self.config)
+        c = self.config
+        outbox = Outbox(
+            sink, self.status, batch_size=c.batch_size, batch_interval=c.batch_interval, max_pending=c.max_pending
+        )
         intake = _Intake(self, outbox)
         try:
             async with asyncio.TaskGroup() as tasks:

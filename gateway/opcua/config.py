@@ -8,6 +8,7 @@ from urllib.parse import urlparse
 import msgspec
 from asyncua import ua
 
+from gateway.outbox import check_settings
 from gateway.tags import TagConfig
 from historian.embedded import default_state_dir
 
@@ -102,7 +103,7 @@ class OpcUaSourceConfig(msgspec.Struct, tag="opcua", tag_field="type", kw_only=T
         if self.mode not in MODES:
             raise ValueError(f"mode: {self.mode!r} is not one of {', '.join(MODES)}")
         positive = ("publishing_interval", "poll_interval", "timeout", "session_timeout")
-        for key in positive + ("reconnect_min", "batch_interval"):
+        for key in positive + ("reconnect_min",):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key}: must be > 0, got {getattr(self, key)}")
         if self.reconnect_max < self.reconnect_min:
@@ -114,10 +115,7 @@ class OpcUaSourceConfig(msgspec.Struct, tag="opcua", tag_field="type", kw_only=T
                 f"stall_timeout: must be at least twice publishing_interval ({self.publishing_interval}), "
                 f"got {self.stall_timeout}"
             )
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {self.batch_size}")
-        if self.max_pending < self.batch_size:
-            raise ValueError(f"max_pending: must be >= batch_size ({self.batch_size}), got {self.max_pending}")
+        check_settings(self.batch_size, self.batch_interval, self.max_pending)
         if self.security_policy not in SECURITY_POLICIES:
             raise ValueError(f"security_policy: {self.security_policy!r} is not one of {', '.join(SECURITY_POLICIES)}")
         if self.security_mode not in SECURITY_MODES:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import aiomqtt
@@ -15,7 +15,7 @@ from gateway.mqtt import STALE_QUALITY, MqttSource
 from gateway.mqtt import sparkplug_b_pb2 as pb
 from gateway.source import NotWritableError, Reading, WriteError
 from gateway.testing import MemorySink
-from historian.samples import Quality
+from historian.samples import Quality, to_us
 from tests.gateway.test_mqtt import broker_is_up  # noqa: F401  (fails early without a broker)
 from tests.gateway.test_mqtt import broker, config, plant, readings, running, unique, until
 
@@ -36,7 +36,8 @@ ALL_TYPES = {
     "dt": "DateTime",
 }
 T0 = 1_700_000_000_123
-AT_T0 = datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=timezone.utc)
+# the adapter hands Sparkplug's millisecond stamps on as µs since the epoch
+AT_T0 = to_us(datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=timezone.utc))
 
 
 def group_config(group: str, **extra: Any) -> Any:
@@ -69,7 +70,7 @@ async def test_births_and_ddata_decode_every_datatype() -> None:
         def last_two(tag: str) -> list[Reading]:
             return readings(sink, f"line1.d1.{tag}")[1:]
 
-        at_t1 = datetime(2023, 11, 14, 22, 13, 21, 123000, tzinfo=timezone.utc)
+        at_t1 = to_us(datetime(2023, 11, 14, 22, 13, 21, 123000, tzinfo=timezone.utc))
         assert last_two("i8") == [Reading("line1.d1.i8", -128, AT_T0), Reading("line1.d1.i8", -1, at_t1)]
         assert last_two("i64") == [Reading("line1.d1.i64", -(2**63), AT_T0), Reading("line1.d1.i64", -1, at_t1)]
         for name in ("i16", "i32", "u8", "u16", "u32", "u64"):
@@ -115,9 +116,9 @@ async def test_node_metrics_names_timestamps_and_explicit_mapping() -> None:
     assert readings(got, f"{group}.line1.Properties/Hardware")[-1] == Reading(
         f"{group}.line1.Properties/Hardware", "rev2", AT_T0
     )
-    at = AT_T0 + timedelta(milliseconds=5)
+    at = AT_T0 + 5_000
     assert readings(got, "press1.p")[-1] == Reading("press1.p", 2.5, at)
-    at = AT_T0 + timedelta(milliseconds=9)
+    at = AT_T0 + 9_000
     assert readings(got, "line1.press1.Temperature")[-1] == Reading("line1.press1.Temperature", 80.0, at)
     # control metrics are protocol, not process data
     assert not [r for r in sink.readings if "bdSeq" in r.tag or "Node Control" in r.tag]

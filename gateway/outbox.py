@@ -1,0 +1,124 @@
+"""Readings on their way from a source to its sink, so reading the device never waits for the disk."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from typing import Any, Iterable
+
+from gateway.cancel import honour_cancellation
+from gateway.source import Reading, Sink, SourceStatus
+
+log = logging.getLogger(__name__)
+
+_PAUSE_AT_BATCHES = 4
+
+
+def check_settings(batch_size: int, batch_interval: float, max_pending: int) -> None:
+    """ValueError naming the setting when an outbox cannot work with these."""
+    if not batch_interval > 0:
+        raise ValueError(f"batch_interval: must be > 0, got {batch_interval}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+    if max_pending < batch_size:
+        raise ValueError(f"max_pending: must be >= batch_size ({batch_size}), got {max_pending}")
+
+
+class Outbox:
+    """put() never waits; run() publishes as soon as batch_size readings wait, or batch_interval after the first came.
+
+    For sources with nothing to acknowledge to the device (polls, OPC UA notifications): the next
+    read overlaps the previous batch's fsync instead of waiting for it. Sources that can pause
+    await wait_for_room() after putting; the others rely on max_pending, dropping (and counting)
+    the oldest readings beyond it.
+    """
+
+    def __init__(
+        self, sink: Sink, status: SourceStatus, *, batch_size: int, batch_interval: float, max_pending: int
+    ) -> None:
+        self.sink = sink
+        self.status = status
+        self.batch_size = batch_size
+        self.batch_interval = batch_interval
+        self.max_pending = max_pending
+        self.dropped = 0
+        self._readings: deque[Reading] = deque()
+        self._inflight: list[Reading] = []
+        self._dead: list[tuple[str, dict[str, Any]]] = []
+        self._ready = asyncio.Event()
+        self._full = asyncio.Event()
+        self._room = asyncio.Event()
+
+    def put(self, reading: Reading) -> None:
+        """Queue a reading; past max_pending the oldest is dropped, counted and reported."""
+        if len(self._readings) >= self.max_pending:
+            self._drop(1)
+        if reading.source_ts is None:  # received now, spooled later: stamp it now
+            reading = reading._replace(source_ts=time.time_ns() // 1000)
+        self._readings.append(reading)
+        self._ready.set()
+        if len(self._readings) >= self.batch_size:
+            self._full.set()
+
+    def put_many(self, readings: Iterable[Reading]) -> None:
+        """Queue readings in order, as put() does one."""
+        now_us = time.time_ns() // 1000
+        self._readings.extend(r if r.source_ts is not None else r._replace(source_ts=now_us) for r in readings)
+        if (excess := len(self._readings) - self.max_pending) > 0:
+            self._drop(excess)
+        if self._readings:
+            self._ready.set()
+            if len(self._readings) >= self.batch_size:
+                self._full.set()
+
+    async def wait_for_room(self) -> None:
+        """Wait while several batches are queued: a source that can pause (a poll) slows down instead of dropping."""
+        while len(self._readings) >= _PAUSE_AT_BATCHES * self.batch_size:
+            self._room.clear()
+            await self._room.wait()
+
+    def put_dead(self, reason: str, payload: dict[str, Any]) -> None:
+        """Queue something that is not a reading, for the dead letters."""
+        self._dead.append((reason, payload))
+        self._ready.set()
+
+    async def run(self) -> None:
+        """Publish forever: as soon as batch_size readings wait, or batch_interval after the first one came."""
+        while True:
+            await self._ready.wait()
+            if not self._full.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._full.wait(), self.batch_interval)
+                honour_cancellation()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Publish everything queued now; after run() is cancelled, call it once more so nothing stays behind."""
+        self._ready.clear()
+        self._full.clear()
+        dead, self._dead = self._dead, []
+        for reason, payload in dead:
+            await self.sink.dead_letter(reason, payload)
+            self.status.dead_letters_total += 1
+        while self._readings or self._inflight:
+            if not self._inflight:
+                # everything queued goes in one record: one fsync, however much came in while the last one ran
+                self._inflight = list(self._readings)
+                self._readings.clear()
+                self._room.set()
+            # kept until published: if run() is cancelled mid-publish, the final flush() sends it again
+            # (the historian drops what arrives twice; nothing is lost)
+            await self.sink.publish(self._inflight)
+            self.status.readings_total += len(self._inflight)
+            self._inflight = []
+
+    def _drop(self, n: int) -> None:
+        for _ in range(n):
+            self._readings.popleft()
+        before, self.dropped = self.dropped, self.dropped + n
+        if before == 0 or before // 10_000 != self.dropped // 10_000:
+            self.status.error(f"the sink is too slow: {self.dropped} readings dropped so far")
+            log.warning("%s: %s", self.status.name, self.status.last_error)

@@ -1,0 +1,60 @@
+"""The outbox between a source and its sink: a pausing source is slowed, never dropped; stamps at receipt."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from gateway.outbox import Outbox
+from gateway.source import Reading, SourceStatus
+from gateway.testing import MemorySink
+
+
+class SlowSink(MemorySink):
+    """A sink whose every publish takes a while, like an fsync on a busy disk."""
+
+    async def publish(self, readings):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.02)
+        await super().publish(readings)
+
+
+async def test_a_pausing_producer_is_slowed_down_not_dropped():
+    sink = SlowSink()
+    status = SourceStatus("s", "test")
+    outbox = Outbox(sink, status, batch_size=10, batch_interval=0.01, max_pending=50)
+    runner = asyncio.create_task(outbox.run())
+    sent = 0
+    for poll in range(40):  # 400 readings, far more than max_pending, as fast as the outbox lets us
+        outbox.put_many(Reading(f"t{i}", poll * 10 + i) for i in range(10))
+        sent += 10
+        await outbox.wait_for_room()
+    runner.cancel()  # as a source's run() does on stop: cancel, then flush what is left (in flight too)
+    await asyncio.gather(runner, return_exceptions=True)
+    await outbox.flush()
+    assert outbox.dropped == 0
+    assert [r.value for r in sink.readings] == list(range(sent))  # all of them, in order
+    assert status.readings_total == sent
+
+
+async def test_a_producer_that_cannot_pause_loses_the_oldest_and_it_is_counted():
+    sink = MemorySink()
+    status = SourceStatus("s", "test")
+    outbox = Outbox(sink, status, batch_size=10, batch_interval=1.0, max_pending=30)
+    outbox.put_many(Reading("t", i) for i in range(45))
+    await outbox.flush()
+    assert outbox.dropped == 15
+    assert [r.value for r in sink.readings] == list(range(15, 45))
+    assert "15 readings dropped" in status.last_error
+
+
+async def test_readings_without_a_device_time_are_stamped_when_put():
+    sink = MemorySink()
+    outbox = Outbox(sink, SourceStatus("s", "test"), batch_size=10, batch_interval=1.0, max_pending=30)
+    before = time.time_ns() // 1000
+    outbox.put(Reading("a", 1))
+    outbox.put_many([Reading("b", 2), Reading("c", 3, 123)])
+    await asyncio.sleep(0.01)
+    await outbox.flush()
+    stamps = {r.tag: r.source_ts for r in sink.readings}
+    assert before <= stamps["a"] <= stamps["b"] <= time.time_ns() // 1000
+    assert stamps["c"] == 123  # the device's own time is kept
