@@ -11,9 +11,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.config import ApiConfig
 from api.errors import HANDLERS
+from api.machines import AlarmController, MachineController
 from api.sources import SourceController
 from api.system import SystemController
 from api.tags import TagController
+from api.whatif import WhatIfController
 from api.writeback import WriteController
 from historian.metrics import METRICS
 
@@ -45,7 +47,8 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int = 8)
         return response
 
     return Litestar(
-        route_handlers=[SystemController, TagController, WriteController, SourceController],
+        route_handlers=[SystemController, TagController, WriteController, SourceController, MachineController,
+                        AlarmController, WhatIfController],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         after_request=count,

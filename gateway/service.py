@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import Callable
 
 from gateway.config import GatewayConfig, SourceConfig
 from gateway.exception import ExceptionFilter
@@ -19,6 +20,7 @@ from gateway.writeback import serve_writes
 from historian.config import HistorianConfig
 from historian.db import connect
 from historian.registry import TagSpec, register
+from historian.samples import Batch
 from historian.writer import HistorianWriter
 
 log = logging.getLogger(__name__)
@@ -56,8 +58,17 @@ def tag_specs(config: SourceConfig) -> list[TagSpec]:
 class Gateway:
     """Runs every configured source into one spool and forwards it to the historian."""
 
-    def __init__(self, config: GatewayConfig, dsn: str, historian: HistorianConfig, state_dir: Path) -> None:
+    def __init__(
+        self,
+        config: GatewayConfig,
+        dsn: str,
+        historian: HistorianConfig,
+        state_dir: Path,
+        tap: Callable[[Batch], None] | None = None,
+    ) -> None:
         self.config = config
+        self.tap = tap
+        """Called with every batch the historian committed (the twin's feed)."""
         self.dsn = dsn
         self.historian = historian
         spool_dir = Path(config.spool.directory) if config.spool.directory else state_dir / "spool"
@@ -101,7 +112,7 @@ class Gateway:
 
             try:
                 async with asyncio.TaskGroup() as group:
-                    group.create_task(forward(self.spool, writer, register_unknown), name="forwarder")
+                    group.create_task(forward(self.spool, writer, register_unknown, self.tap), name="forwarder")
                     for src, cfg in zip(self.sources, self.config.sources):
                         sink = SpoolSink(self.spool, src.status, ExceptionFilter(source_tags(cfg)))
                         group.create_task(src.run(sink), name=f"source:{src.name}")

@@ -46,6 +46,7 @@ class MachineState:
     power_kw: float = POWER_KW[IDLE]
     wear: float = 0.0  # 0 new .. 1 at end of life
     speed_setpoint: float = 100.0  # percent of nominal rate, writable by the MES
+    engine: list[float] = field(default_factory=lambda: [0.0] * 24)  # C-MAPSS setting1..3, s1..s21 of this cycle
 
     def values(self) -> dict[str, float | int | str]:
         """The signals as devices publish them."""
@@ -181,6 +182,7 @@ class Line:
 
     def _sense(self, m: MachineState, trajectory: cmapss.Trajectory, cycle: int) -> None:
         m.wear = cycle / max(len(trajectory.data) - 1, 1)
+        m.engine = [float(v) for v in trajectory.data[cycle, 2:26]]
         m.temperature = float(trajectory.column("s4")[cycle])
         m.pressure = float(trajectory.column("s7")[cycle])
         m.vibration = vibration_rms(m.wear, cycle, root=self.data_root)

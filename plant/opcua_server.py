@@ -61,6 +61,7 @@ class Signal:
     writable: bool = False
 
 
+ENGINE_SIGNALS = tuple(f"Setting{i}" for i in range(1, 4)) + tuple(f"S{i}" for i in range(1, 22))
 _PER_MINUTE = _unit("C94", "1/min", "per minute")
 SIGNALS: dict[str, Signal] = {
     s.name: s
@@ -76,6 +77,9 @@ SIGNALS: dict[str, Signal] = {
         Signal("OperatorBadge", ua.VariantType.String, ""),
         Signal("Recipe", ua.VariantType.String, "", writable=True),
         Signal("EnergyKWh", ua.VariantType.Double, 0.0, _unit("KWH", "kWh", "kilowatt hour")),
+        Signal("StateCode", ua.VariantType.UInt32, 2),  # ISO 22400: 1 producing .. 5 planned down
+        # the machine's health signals: one C-MAPSS cycle (operating settings and 21 sensors) per part
+        *(Signal(name, ua.VariantType.Double, 0.0) for name in ENGINE_SIGNALS),
     )
 }
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from plant.line import PRODUCING, Line
 from plant.modbus_server import ModbusPlant
 from plant.mqtt_publisher import MqttPlant
-from plant.opcua_server import OpcUaPlant
+from plant.opcua_server import ENGINE_SIGNALS, OpcUaPlant
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,9 @@ class Plant:
                            "EnergyKWh", "Vibration"):
                 await self.opcua.set(name, signal, v[signal])
             await self.opcua.set(name, "Temperature", round(celsius_from_rankine(float(v["Temperature"])), 3))
+            await self.opcua.set(name, "StateCode", v["StateCode"])
+            for signal, value in zip(ENGINE_SIGNALS, self.line.machines[name].engine):
+                await self.opcua.set(name, signal, value)
         oven = self.line.machines[SPARKPLUG_MACHINE]
         await self.mqtt.ddata(SPARKPLUG_MACHINE, {
             "Temperature": round(celsius_from_rankine(oven.temperature), 3),

@@ -12,6 +12,7 @@ import msgspec
 from api.config import ApiConfig
 from gateway.config import GatewayConfig
 from historian.config import HistorianConfig
+from twin.config import TwinConfig
 
 if TYPE_CHECKING:
     from plant.run import PlantSettings
@@ -49,6 +50,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     plant: PlantConfig = msgspec.field(default_factory=PlantConfig)
+    twin: TwinConfig = msgspec.field(default_factory=TwinConfig)
 
 
 class ConfigError(Exception):

@@ -18,7 +18,8 @@ from historian.maintenance import run_maintenance
 from historian.migrate import migrate
 from plant.run import Plant
 from shopfloor.config import Config
-from shopfloor.demo_plant import demo_gateway
+from shopfloor.demo_plant import demo_gateway, demo_twin
+from twin.service import TwinService
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +54,16 @@ async def run(config: Config) -> None:
     async with Plant(settings) as plant:
         print(f"plant: OPC UA {plant.opcua.endpoint}, Modbus TCP 127.0.0.1:{p.modbus_port}, "
               f"Sparkplug B group 'plant' on {p.mqtt_host}:{p.mqtt_port}")
-        gateway = Gateway(gateway_config, dsn, config.historian, state / "gateway")
+        twin = TwinService(config.twin if config.twin.machines else demo_twin(), dsn)
+        gateway = Gateway(gateway_config, dsn, config.historian, state / "gateway", tap=twin.observe)
         tasks = [
             asyncio.create_task(plant.run(), name="plant"),
             asyncio.create_task(gateway.run(), name="gateway"),
+            asyncio.create_task(twin.run(), name="twin"),
             asyncio.create_task(run_maintenance(dsn, config.historian), name="maintenance"),
         ]
-        print(f"API: {base}/api/v1/tags/latest  {base}/api/v1/sources  {base}/metrics  docs: {base}/schema/swagger")
+        print(f"API: {base}/api/v1/machines  {base}/api/v1/alarms  {base}/api/v1/tags/latest  {base}/api/v1/sources  "
+              f"{base}/metrics  docs: {base}/schema/swagger")
         print(f"SQL: psql {dsn} -c 'SELECT * FROM samples_named ORDER BY ts DESC LIMIT 10'")
         try:
             await api.serve()

@@ -8,6 +8,7 @@ import msgspec
 
 from gateway.config import GatewayConfig
 from shopfloor.config import PlantConfig
+from twin.config import TwinConfig
 
 # OPC UA signal -> (tag suffix, 4M1E category, data type, unit, writable)
 _PRESS_SIGNALS = {
@@ -22,7 +23,10 @@ _PRESS_SIGNALS = {
     "OperatorBadge": ("operator", "man", "text", "", False),
     "Recipe": ("recipe", "method", "text", "", False),
     "EnergyKWh": ("energy", "energy", "float", "kWh", False),
+    "StateCode": ("state_code", "machine", "int", "", False),
 }
+# the presses' health signals (C-MAPSS settings and sensors, one cycle per part): the RUL model's inputs
+ENGINE_SIGNALS = tuple(f"Setting{i}" for i in range(1, 4)) + tuple(f"S{i}" for i in range(1, 22))
 # Modbus plant signal -> tag name, category, machine
 _MODBUS_TAGS = {
     "meter.voltage": ("meter.voltage", "energy", None),
@@ -48,6 +52,12 @@ def demo_gateway(plant: PlantConfig, presses: tuple[str, ...] = ("press1", "pres
          **({"deadband_type": "absolute", "deadband_value": 0.05} if dtype == "float" and not writable else {})}
         for m in presses
         for signal, (suffix, cat, dtype, unit, writable) in _PRESS_SIGNALS.items()
+    ] + [
+        # no deadband: the model must see the values it was trained on
+        {"name": engine_tag(m, signal), "node_id": f"ns=2;s={m}.{signal}", "category": "machine",
+         "data_type": "float", "machine": m}
+        for m in presses
+        for signal in ENGINE_SIGNALS
     ]
     modbus_tags: list[dict[str, Any]] = []
     for signal, (name, cat, machine) in _MODBUS_TAGS.items():
@@ -74,3 +84,23 @@ def demo_gateway(plant: PlantConfig, presses: tuple[str, ...] = ("press1", "pres
         },
         GatewayConfig,
     )
+
+
+def engine_tag(machine: str, signal: str) -> str:
+    """The tag of one health signal of a press, e.g. press1.engine.s4."""
+    return f"{machine}.engine.{signal.lower()}"
+
+
+def demo_twin(presses: tuple[str, ...] = ("press1", "press2")) -> TwinConfig:
+    """The twin of the simulated plant: presses from their state code, counters and health; the lathe from signals."""
+    machines: list[dict[str, Any]] = [
+        {"name": m, "state_tag": f"{m}.state_code", "good_counter_tag": f"{m}.good_count",
+         "scrap_counter_tag": f"{m}.scrap_count", "rul_model": "FD001",
+         "rul_tags": [engine_tag(m, s) for s in ENGINE_SIGNALS],
+         "sensors": [{"tag": f"{m}.temperature"}, {"tag": f"{m}.vibration"}]}
+        for m in presses
+    ]
+    machines.append({"name": "lathe1", "running_tag": "lathe1.running", "speed_tag": "lathe1.speed",
+                     "fault_tag": "lathe1.alarm", "good_counter_tag": "lathe1.good_count",
+                     "sensors": [{"tag": "lathe1.temperature"}]})
+    return msgspec.convert({"machines": machines}, TwinConfig)

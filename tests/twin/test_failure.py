@@ -1,0 +1,127 @@
+"""AI4I failure features and the committed failure model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from twin.failure import FailureModel
+from twin.failure_features import (
+    FEATURE_NAMES,
+    INPUT_COLUMNS,
+    MissingInputError,
+    derive,
+    inputs_from_columns,
+    inputs_from_mapping,
+)
+
+BENIGN = {
+    "Type": "M",
+    "Air temperature [K]": 298.1,
+    "Process temperature [K]": 308.6,
+    "Rotational speed [rpm]": 1551.0,
+    "Torque [Nm]": 42.8,
+    "Tool wear [min]": 10.0,
+}
+
+
+def _features(record: dict) -> dict[str, float]:
+    return dict(zip(FEATURE_NAMES, derive(inputs_from_mapping(record))[0], strict=True))
+
+
+@pytest.mark.parametrize("column", INPUT_COLUMNS)
+def test_missing_column_is_named(column):
+    record = {k: v for k, v in BENIGN.items() if k != column}
+    with pytest.raises(MissingInputError, match=column.replace("[", r"\[").replace("]", r"\]")) as caught:
+        inputs_from_mapping(record)
+    assert caught.value.column == column
+
+
+def test_missing_column_in_a_table_is_named():
+    table = {k: [v, v] for k, v in BENIGN.items() if k != "Tool wear [min]"}
+    with pytest.raises(MissingInputError) as caught:
+        inputs_from_columns(table)
+    assert caught.value.column == "Tool wear [min]"
+
+
+def test_bad_values_are_named():
+    with pytest.raises(MissingInputError, match="Type"):
+        inputs_from_mapping({**BENIGN, "Type": "X"})
+    with pytest.raises(MissingInputError, match="Torque"):
+        inputs_from_mapping({**BENIGN, "Torque [Nm]": "n/a"})
+    with pytest.raises(MissingInputError, match="Air temperature"):
+        inputs_from_mapping({**BENIGN, "Air temperature [K]": float("nan")})
+
+
+def test_failure_mode_columns_are_not_inputs():
+    assert not {"UDI", "Product ID", "Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF"} & set(INPUT_COLUMNS)
+    # extra columns in a record are ignored, so a whole CSV row can be passed
+    with_flags = {**BENIGN, "TWF": 1, "HDF": 1, "UDI": 7, "Product ID": "M1"}
+    np.testing.assert_array_equal(inputs_from_mapping(with_flags), inputs_from_mapping(BENIGN))
+
+
+def test_snake_case_names_are_accepted():
+    snake = {
+        "type": "M",
+        "air_temperature_k": 298.1,
+        "process_temperature_k": 308.6,
+        "rotational_speed_rpm": 1551.0,
+        "torque_nm": 42.8,
+        "tool_wear_min": 10.0,
+    }
+    np.testing.assert_array_equal(inputs_from_mapping(snake), inputs_from_mapping(BENIGN))
+
+
+def test_derived_quantities():
+    f = _features(BENIGN)
+    assert f["temperature_difference_k"] == pytest.approx(308.6 - 298.1, abs=1e-4)
+    assert f["power_w"] == pytest.approx(42.8 * 1551.0 * 2 * np.pi / 60, rel=1e-5)
+    assert f["strain_min_nm"] == pytest.approx(428.0, rel=1e-5)
+    assert (f["heat_dissipation_rule"], f["power_rule"], f["overstrain_rule"]) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        ({"Process temperature [K]": 306.0, "Rotational speed [rpm]": 1300.0}, "heat_dissipation_rule"),
+        ({"Torque [Nm]": 70.0, "Rotational speed [rpm]": 1400.0}, "power_rule"),
+        ({"Type": "L", "Torque [Nm]": 55.0, "Tool wear [min]": 210.0}, "overstrain_rule"),
+    ],
+)
+def test_each_rule_fires_alone(change, rule):
+    f = _features({**BENIGN, **change})
+    fired = {r for r in ("heat_dissipation_rule", "power_rule", "overstrain_rule") if f[r]}
+    assert fired == {rule}
+
+
+@pytest.fixture(scope="module")
+def model() -> FailureModel:
+    return FailureModel.load()
+
+
+def test_committed_model_probabilities_are_probabilities(model):
+    rng = np.random.default_rng(0)
+    m = 200
+    inputs = np.column_stack(
+        [
+            rng.integers(0, 3, m),
+            rng.uniform(295, 305, m),
+            rng.uniform(305, 314, m),
+            rng.uniform(1150, 2900, m),
+            rng.uniform(3, 77, m),
+            rng.uniform(0, 255, m),
+        ]
+    )
+    p = model.probabilities(inputs)
+    assert p.shape == (m,)
+    assert np.all((p >= 0.0) & (p <= 1.0))
+    assert 0.0 < model.threshold < 1.0
+
+
+def test_mapping_and_array_agree(model):
+    assert model.probability(BENIGN) == pytest.approx(model.probability(inputs_from_mapping(BENIGN)), abs=1e-6)
+
+
+def test_a_rule_breaking_record_scores_above_a_benign_one(model):
+    overstrained = {**BENIGN, "Type": "L", "Torque [Nm]": 60.0, "Tool wear [min]": 220.0}
+    assert model.probability(overstrained) > model.threshold > model.probability(BENIGN)

@@ -1,0 +1,180 @@
+"""The twin end to end on a real database: samples in, intervals/counts/alarms/status out; restarts count nothing twice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import msgspec
+import numpy as np
+import pytest
+
+from historian.registry import MachineSpec, TagInfo, TagRegistry, TagSpec, register
+from historian.config import HistorianConfig
+from historian.samples import Batch, SampleBatch, to_us
+from historian.writer import HistorianWriter
+from tests.historian.helpers import T0, scalar
+from twin.config import TwinConfig
+from twin.engine import Twin, build_layout
+from twin.service import TwinService
+
+T0_US = to_us(T0)
+S = 1_000_000  # µs per second
+
+TAGS = [
+    TagSpec("m1.state", "machine", data_type="int", machine="m1"),
+    TagSpec("m1.good", "material", data_type="int", machine="m1"),
+    TagSpec("m1.scrap", "material", data_type="int", machine="m1"),
+    TagSpec("m1.temp", "machine", machine="m1"),
+]
+CONFIG = msgspec.convert(
+    {
+        "tick_interval": 0.02,
+        "record_interval": 0.05,
+        "machines": [
+            {"name": "m1", "state_tag": "m1.state", "good_counter_tag": "m1.good", "scrap_counter_tag": "m1.scrap",
+             "counter_modulus": 1000, "sensors": [{"tag": "m1.temp", "mu": 50.0, "sigma": 1.0}]}
+        ],
+    },
+    TwinConfig,
+)
+
+
+def batch(registry: TagRegistry, rows: list[tuple[str, float, float]]) -> Batch:
+    """A committed batch as the gateway's tap hands it on: (tag, seconds after T0, value) rows."""
+    return Batch(SampleBatch.from_columns([registry.by_name[t].id for t, _, _ in rows],
+                                          [T0_US + int(s * S) for _, s, _ in rows], [v for _, _, v in rows]))
+
+
+# a shift in miniature: idle, producing (counting parts, one hot reading), down, producing again
+TIMELINE = [
+    ("m1.state", 0, 2), ("m1.good", 0, 990), ("m1.scrap", 0, 5),
+    ("m1.state", 10, 1), ("m1.temp", 11, 50.5), ("m1.good", 12, 995), ("m1.temp", 13, 54.0),  # 4 sigma: WE1/N1
+    ("m1.good", 20, 998), ("m1.scrap", 20, 6),
+    ("m1.state", 30, 4), ("m1.good", 31, 3),  # counter rolled over at 1000: 998 -> 3 is 5 parts
+    ("m1.state", 40, 1), ("m1.good", 45, 1),  # a reset: 3 -> 1 counts the 1 made since
+]
+# parts: 990->995 (5), ->998 (3), rollover ->3 (5), reset ->1 (1) = 14 good; scrap 5->6 = 1
+GOOD, SCRAP = 14, 1
+
+
+async def setup(conn) -> TagRegistry:  # type: ignore[no-untyped-def]
+    return await register(conn, TAGS, [MachineSpec("m1")])
+
+
+def registry_of_tags() -> TagRegistry:
+    return TagRegistry(TagInfo(i + 1, t.name, t.data_type, "", t.category, False) for i, t in enumerate(TAGS))
+
+
+def test_engine_turns_a_timeline_into_intervals_counts_and_alarms():
+    registry = registry_of_tags()
+    twin = Twin(CONFIG, build_layout(CONFIG, registry))
+    shuffled = [TIMELINE[i] for i in np.random.default_rng(1).permutation(len(TIMELINE))]
+    out = twin.step(batch(registry, shuffled).samples)  # one batch, any order: taken in time order per tag
+    assert [(i.state, (i.start_us - T0_US) // S, (i.end_us - T0_US) // S) for i in out.intervals] == [
+        ("idle", 0, 10), ("producing", 10, 30), ("unplanned_down", 30, 40)]
+    assert sum(c.good for c in out.counts) == GOOD and sum(c.scrap for c in out.counts) == SCRAP
+    assert [(a.rules[:1], a.value, (a.ts_us - T0_US) // S) for a in out.alarms] == [(["WE1"], 54.0, 13)]
+    view = twin.machine_view(0)
+    assert (view["state"], view["good_total"], view["scrap_total"]) == ("producing", GOOD, SCRAP)
+    # the same samples again (a replay): nothing new
+    assert not twin.step(batch(registry, TIMELINE).samples)
+
+
+def test_a_sensor_without_limits_learns_them_from_its_first_points_then_judges():
+    registry = registry_of_tags()
+    config = msgspec.convert({"baseline_points": 20, "machines": [
+        {"name": "m1", "sensors": [{"tag": "m1.temp"}]}]}, TwinConfig)
+    twin = Twin(config, build_layout(config, registry))
+    calm = [("m1.temp", i, 50.0 + (0.5 if i % 2 else -0.5)) for i in range(20)]  # mean 50, sd ~0.513
+    assert not twin.step(batch(registry, calm).samples).alarms
+    assert twin.machine_view(0)["sensors"]["4"]["mu"] == pytest.approx(50.0)
+    out = twin.step(batch(registry, [("m1.temp", 30, 52.0)]).samples)  # ~3.9 sd out
+    assert out.alarms and "WE1" in out.alarms[0].rules
+
+
+def test_an_unknown_tag_in_the_twin_config_is_named():
+    config = msgspec.convert({"machines": [{"name": "m1", "state_tag": "m1.nope"}]}, TwinConfig)
+    with pytest.raises(ValueError, match=r"twin.machines\[m1\].state_tag: no tag 'm1.nope'"):
+        build_layout(config, registry_of_tags())
+
+
+async def test_service_records_and_a_restart_counts_nothing_twice(dsn, conn):
+    registry = await setup(conn)
+    first = TwinService(CONFIG, dsn)
+    task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.ready.wait(), 10)
+    first.observe(batch(registry, TIMELINE[:9]))
+    await until(lambda: scalar(conn, "SELECT count(*) FROM alarms"), lambda n: n == 1)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+    # intervals so far: idle [0, 10); the producing one from 10 is still open (in machine_status)
+    cur = await conn.execute("SELECT state, extract(epoch FROM end_ts - start_ts) FROM state_intervals")
+    assert await cur.fetchall() == [("idle", 10)]
+    cur = await conn.execute("SELECT rules, value, ts FROM alarms_named")
+    rules, value, ts = await cur.fetchone()
+    assert {"WE1", "N1"} <= set(rules) and value == 54.0 and to_us(ts) == T0_US + 13 * S
+    assert await scalar(conn, "SELECT sum(good) FROM part_counts") == 8
+    assert await scalar(conn, "SELECT state FROM machine_status") == "producing"
+
+    # restart: the tap replays the whole timeline (a spool replay after a crash) plus the rest
+    second = TwinService(CONFIG, dsn)
+    task = asyncio.create_task(second.run())
+    await asyncio.wait_for(second.ready.wait(), 10)
+    second.observe(batch(registry, TIMELINE))
+    await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD)
+    await asyncio.sleep(0.2)  # a few more ticks and records: still nothing counted twice
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await scalar(conn, "SELECT sum(good) FROM part_counts") == GOOD
+    assert await scalar(conn, "SELECT sum(scrap) FROM part_counts") == SCRAP
+    assert await scalar(conn, "SELECT count(*) FROM alarms") == 1
+    cur = await conn.execute("SELECT state, extract(epoch FROM start_ts), extract(epoch FROM end_ts) "
+                             "FROM state_intervals ORDER BY start_ts")
+    t0 = T0.timestamp()
+    assert [(s, float(a) - t0, float(b) - t0) for s, a, b in await cur.fetchall()] == [
+        ("idle", 0, 10), ("producing", 10, 30), ("unplanned_down", 30, 40)]
+    cur = await conn.execute("SELECT good_total, scrap_total, state FROM machine_status")
+    assert await cur.fetchone() == (GOOD, SCRAP, "producing")
+
+
+async def test_a_restarted_twin_catches_up_from_the_historian(dsn, conn):
+    registry = await setup(conn)
+    first = TwinService(CONFIG, dsn)
+    task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.ready.wait(), 10)
+    first.observe(batch(registry, TIMELINE[:3]))
+    await until(lambda: scalar(conn, "SELECT count(*) FROM machine_status"), lambda n: n == 1)
+    await asyncio.sleep(0.1)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    # while the twin is away the gateway keeps writing: the tap will not bring these again
+    async with HistorianWriter(dsn, HistorianConfig()) as writer:
+        await writer.reload_registry()
+        await writer.write(batch(registry, TIMELINE[3:]))
+    second = TwinService(CONFIG, dsn)
+    task = asyncio.create_task(second.run())
+    await asyncio.wait_for(second.ready.wait(), 10)
+    await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    assert await scalar(conn, "SELECT count(*) FROM alarms") == 1
+    assert await scalar(conn, "SELECT count(*) FROM state_intervals") == 3
+
+
+async def until(get, ok, timeout: float = 10.0):  # type: ignore[no-untyped-def]
+    """Poll an async getter until ok(value), or fail with what it last saw."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    value = None
+    while loop.time() < end:
+        value = await get()
+        if value is not None and ok(value):
+            return value
+        await asyncio.sleep(0.05)
+    pytest.fail(f"condition not met within {timeout} s; last value {value!r}")

@@ -1,0 +1,139 @@
+"""The twin as a running service: fed by the gateway's tap, recording to the historian, resuming from its snapshot."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from historian.db import connect
+from historian.registry import load_registry
+from historian.samples import Batch, SampleBatch, from_us
+from twin import store
+from twin.config import TwinConfig
+from twin.engine import Layout, StepOutput, Twin, build_layout
+
+log = logging.getLogger(__name__)
+
+
+class TwinService:
+    """Consumes committed sample batches (observe) and keeps the twin's tables up to date (run)."""
+
+    def __init__(self, config: TwinConfig, dsn: str, name: str = "default") -> None:
+        self.config = config
+        self.dsn = dsn
+        self.name = name
+        self.twin: Twin | None = None
+        self.ready = asyncio.Event()
+        """Set once the snapshot is restored and the catch-up from the historian is done."""
+        self.steps = 0
+        self._pending: list[SampleBatch] = []
+        self._rul: dict[str, Any] = {}
+        self.predictions: dict[int, dict[str, Any]] = {}
+
+    def observe(self, batch: Batch) -> None:
+        """The gateway's tap: a batch the historian committed. Never blocks; the next tick takes it."""
+        if len(batch.samples):
+            self._pending.append(batch.samples)
+
+    async def run(self) -> None:
+        """Restore, catch up, then tick and record until cancelled."""
+        conn = await connect(self.dsn)
+        out, ids = StepOutput(), []
+        try:
+            layout = await self._layout(conn)
+            ids = await store.machine_ids(conn, layout.machines)
+            twin = Twin(self.config, layout)
+            snap = await store.load_snapshot(conn, self.name)
+            if snap is not None and snap[0] == layout:
+                twin.restore(snap[1])
+            elif snap is not None:
+                log.warning("twin %s: configuration changed since the snapshot; starting afresh", self.name)
+            self._load_models()
+            await store.register_models(conn, [m.card for m in self._rul.values()])
+            self.twin = twin
+            # what the historian got while the twin was away (the tap only brings what comes from now on)
+            missed = await store.samples_since(conn, twin.catch_up_from())
+            _merge(out, twin.step(missed))
+            self.ready.set()
+            last_record = time.monotonic()
+            while True:
+                await asyncio.sleep(self.config.tick_interval)
+                batch, self._pending = SampleBatch.concat(self._pending), []
+                _merge(out, twin.step(batch))
+                self.steps += 1
+                if time.monotonic() - last_record >= self.config.record_interval:
+                    await self._record(conn, twin, ids, out)
+                    out, last_record = StepOutput(), time.monotonic()
+        except asyncio.CancelledError:
+            if self.twin is not None and not conn.closed:
+                batch, self._pending = SampleBatch.concat(self._pending), []
+                _merge(out, self.twin.step(batch))
+                await asyncio.shield(self._record(conn, self.twin, ids, out))
+            raise
+        finally:
+            await conn.close()
+
+    async def _layout(self, conn: Any) -> Layout:
+        """The layout over the registry; waits (logging what is missing) until the gateway registered every tag."""
+        warned = False
+        while True:
+            try:
+                return build_layout(self.config, await load_registry(conn))
+            except ValueError as e:
+                if not warned:
+                    log.warning("twin %s: %s; waiting for it to be registered", self.name, e)
+                    warned = True
+                await asyncio.sleep(1.0)
+
+    def _load_models(self) -> None:
+        from twin.rul import RulModel  # onnxruntime loads only when a machine is configured with a model
+
+        for subset in sorted({m.rul_model for m in self.config.machines if m.rul_model}):
+            try:
+                self._rul[subset] = RulModel.load(subset)
+            except (OSError, ValueError) as e:  # the twin still mirrors the machines, without this model
+                log.error("twin %s: cannot serve the RUL model for %s: %s", self.name, subset, e)
+
+    async def _record(self, conn: Any, twin: Twin, ids: list[int], out: StepOutput) -> None:
+        for m in sorted(out.rul_rows):
+            self._predict(twin, m)
+        registry = await load_registry(conn)
+        names = {info.id: name for name, info in registry.by_name.items()}
+        status = []
+        for m in range(len(ids)):
+            view = twin.machine_view(m)
+            view["sensors"] = {names.get(int(tid), tid): s for tid, s in view["sensors"].items()}
+            view["predictions"] = self.predictions.get(m, {})
+            status.append(view)
+        await store.record(conn, self.name, twin.layout, ids, out, status, twin.snapshot())
+
+    def _predict(self, twin: Twin, m: int) -> None:
+        subset = self.config.machines[m].rul_model
+        history = twin.rul_history[m]
+        if not subset or not history:
+            return
+        model = self._rul.get(subset)
+        if model is None:
+            self.predictions.setdefault(m, {})["rul"] = {"error": f"no RUL model for {subset} could be loaded"}
+            return
+        rul = float(model.predict(np.stack(history)))
+        self.predictions.setdefault(m, {})["rul"] = {
+            "value": round(rul, 2),
+            "unit": "cycles (parts)",
+            "cycles_seen": len(history),
+            "model": model.name,
+            "version": model.version,
+            "sha256": model.sha256,
+            "at": from_us(twin.last_ts_max()).isoformat() if twin.last_ts else None,
+        }
+
+
+def _merge(into: StepOutput, more: StepOutput) -> None:
+    into.intervals += more.intervals
+    into.counts += more.counts
+    into.alarms += more.alarms
+    into.rul_rows |= more.rul_rows
