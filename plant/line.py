@@ -17,7 +17,7 @@ from pathlib import Path
 
 import simpy
 
-from plant import cmapss
+from plant import ai4i, cmapss
 from plant.bearing import vibration_rms
 
 # ISO 22400 machine states
@@ -47,6 +47,7 @@ class MachineState:
     wear: float = 0.0  # 0 new .. 1 at end of life
     speed_setpoint: float = 100.0  # percent of nominal rate, writable by the MES
     engine: list[float] = field(default_factory=lambda: [0.0] * 24)  # C-MAPSS setting1..3, s1..s21 of this cycle
+    process: list[float] = field(default_factory=lambda: [0.0] * 5)  # AI4I air K, process K, rpm, Nm, tool wear
 
     def values(self) -> dict[str, float | int | str]:
         """The signals as devices publish them."""
@@ -97,6 +98,8 @@ class Line:
         self.rng = random.Random(self.seed)
         self.machines = {n: MachineState(n) for n in self.machine_names}
         self.engines = cmapss.read("FD001", root=self.data_root)
+        self.process_rows = ai4i.process_rows(self.data_root)
+        self._process_at = {n: 997 * i for i, n in enumerate(self.machine_names)}  # each its own stretch
         self.orders: simpy.Store = simpy.Store(self.env)
         self.operators = simpy.Resource(self.env, capacity=max(1, len(self.machine_names) - 1))
         self._lot_no = 0
@@ -159,6 +162,7 @@ class Line:
                     m.state = PRODUCING
                     self._set_power(m)
                     self._sense(m, trajectory, cycle)
+                    self._process(m)
                     cycle_time = PRODUCTS[lot.product] * 100.0 / m.speed_setpoint
                     m.speed = 60.0 / cycle_time
                     yield from self._timed(m, cycle_time)
@@ -179,6 +183,11 @@ class Line:
 
     def _set_power(self, m: MachineState) -> None:
         m.power_kw = POWER_KW[m.state] * (0.7 + 0.3 * m.speed_setpoint / 100.0 if m.state == PRODUCING else 1.0)
+
+    def _process(self, m: MachineState) -> None:
+        i = self._process_at[m.name] % len(self.process_rows)
+        m.process = [float(v) for v in self.process_rows[i]]
+        self._process_at[m.name] = i + 1
 
     def _sense(self, m: MachineState, trajectory: cmapss.Trajectory, cycle: int) -> None:
         m.wear = cycle / max(len(trajectory.data) - 1, 1)

@@ -112,6 +112,14 @@ REGISTER_MAP: dict[str, Signal] = {
                                           unit="degC", description="coolant temperature, raw 0.1 degC from -50"),
     # holding 107..109 is a hole
     "machine.name": Signal("holding", 110, "string", length=8, readonly=True, description="machine name"),
+    # holding 118..119 is a hole; the process of the part being cut (AI4I 2020 records, one per part)
+    "machine.air_temperature": Signal("holding", 120, "float32", readonly=True, unit="K", description="air temperature"),
+    "machine.process_temperature": Signal("holding", 122, "float32", readonly=True, unit="K",
+                                          description="process temperature"),
+    "machine.process_speed": Signal("holding", 124, "float32", readonly=True, unit="rpm",
+                                    description="rotational speed under load"),
+    "machine.torque": Signal("holding", 126, "float32", readonly=True, unit="Nm", description="torque"),
+    "machine.tool_wear": Signal("holding", 128, "uint16", readonly=True, unit="min", description="tool wear"),
     "machine.run": Signal("coil", 0, "bool", description="run (true) / stop (false)"),
     "machine.alarm_reset": Signal("coil", 1, "bool", description="write true to reset the alarm; clears itself"),
     "machine.running": Signal("discrete_input", 0, "bool", description="spindle turning"),

@@ -105,6 +105,9 @@ class Plant:
         self.modbus.set("machine.part_count", lathe.good_count)
         self.modbus.set("machine.running", lathe.state == PRODUCING)
         self.modbus.set("machine.alarm", lathe.state == "unplanned_down")
+        for signal, value in zip(("air_temperature", "process_temperature", "process_speed", "torque", "tool_wear"),
+                                 lathe.process):
+            self.modbus.set(f"machine.{signal}", int(value) if signal == "tool_wear" else value)
         power = sum(m.power_kw for m in self.line.machines.values())
         self.modbus.set("meter.power", round(power, 3))
         self.modbus.set("meter.current", round(power * 1000 / (400 * 1.732 * 0.9), 3))

@@ -39,6 +39,11 @@ _MODBUS_TAGS = {
     "machine.part_count": ("lathe1.good_count", "material", "lathe1"),
     "machine.running": ("lathe1.running", "machine", "lathe1"),
     "machine.alarm": ("lathe1.alarm", "machine", "lathe1"),
+    "machine.air_temperature": ("lathe1.air_temperature", "machine", "lathe1"),
+    "machine.process_temperature": ("lathe1.process_temperature", "machine", "lathe1"),
+    "machine.process_speed": ("lathe1.process_speed", "machine", "lathe1"),
+    "machine.torque": ("lathe1.torque", "machine", "lathe1"),
+    "machine.tool_wear": ("lathe1.tool_wear", "machine", "lathe1"),
 }
 
 
@@ -92,7 +97,8 @@ def engine_tag(machine: str, signal: str) -> str:
 
 
 def demo_twin(presses: tuple[str, ...] = ("press1", "press2")) -> TwinConfig:
-    """The twin of the simulated plant: presses from their state code, counters and health; the lathe from signals."""
+    """The twin of the simulated plant: presses from state codes, counters and health (RUL); the lathe from signals
+    and its process readings (failure probability)."""
     machines: list[dict[str, Any]] = [
         {"name": m, "state_tag": f"{m}.state_code", "good_counter_tag": f"{m}.good_count",
          "scrap_counter_tag": f"{m}.scrap_count", "rul_model": "FD001",
@@ -102,5 +108,11 @@ def demo_twin(presses: tuple[str, ...] = ("press1", "press2")) -> TwinConfig:
     ]
     machines.append({"name": "lathe1", "running_tag": "lathe1.running", "speed_tag": "lathe1.speed",
                      "fault_tag": "lathe1.alarm", "good_counter_tag": "lathe1.good_count",
-                     "sensors": [{"tag": "lathe1.temperature"}]})
+                     "sensors": [{"tag": "lathe1.temperature"}, {"tag": "lathe1.torque"}],
+                     # the lathe's process replays AI4I 2020 records: the failure model reads them
+                     "failure_model": "failure", "product_type": "M",
+                     "failure_tags": {"air_temperature_k": "lathe1.air_temperature",
+                                      "process_temperature_k": "lathe1.process_temperature",
+                                      "rotational_speed_rpm": "lathe1.process_speed",
+                                      "torque_nm": "lathe1.torque", "tool_wear_min": "lathe1.tool_wear"}})
     return msgspec.convert({"machines": machines}, TwinConfig)

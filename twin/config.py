@@ -7,6 +7,7 @@ import math
 import msgspec
 
 SIGNALS = ("running", "speed", "fault", "setup", "planned_down")
+FAILURE_INPUTS = ("air_temperature_k", "process_temperature_k", "rotational_speed_rpm", "torque_nm", "tool_wear_min")
 
 
 class SensorConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -60,11 +61,28 @@ class MachineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """C-MAPSS subset of the RUL model to serve (FD001..FD004); empty: none."""
     rul_tags: list[str] = msgspec.field(default_factory=list)
     """The model's 24 inputs in C-MAPSS order: setting1..3, s1..s21; one row per part made."""
+    failure_model: str = ""
+    """Name of the failure-probability model to serve (e.g. "failure", AI4I 2020); empty: none."""
+    product_type: str = "M"
+    """The AI4I quality variant of what the machine makes: L, M or H."""
+    failure_tags: dict[str, str] = msgspec.field(default_factory=dict)
+    """The model's process inputs: air_temperature_k, process_temperature_k, rotational_speed_rpm, torque_nm,
+    tool_wear_min -> tag names."""
     sensors: list[SensorConfig] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("name: a machine needs a non-empty name")
+        if self.failure_model:
+            missing = [k for k in FAILURE_INPUTS if k not in self.failure_tags]
+            unknown = [k for k in self.failure_tags if k not in FAILURE_INPUTS]
+            if missing or unknown:
+                raise ValueError(
+                    f"failure_tags: needs exactly {', '.join(FAILURE_INPUTS)}; "
+                    f"missing {missing or 'none'}, unknown {unknown or 'none'} (machine {self.name!r})"
+                )
+            if self.product_type not in ("L", "M", "H"):
+                raise ValueError(f"product_type: {self.product_type!r} is not L, M or H (machine {self.name!r})")
         if self.state_tag and any(getattr(self, f"{s}_tag") for s in SIGNALS):
             raise ValueError(f"state_tag: give state_tag or signal tags, not both (machine {self.name!r})")
         if not self.counter_modulus > 0:

@@ -22,11 +22,11 @@ import numpy as np
 from historian.registry import TagRegistry
 from historian.samples import SampleBatch
 from twin import kernels
-from twin.config import SIGNALS, MachineConfig, TwinConfig
+from twin.config import FAILURE_INPUTS, SIGNALS, MachineConfig, TwinConfig
 
 log = logging.getLogger(__name__)
 
-_SENSOR, _STATE, _GOOD, _SCRAP, _RUL = "sensor", "state", "good", "scrap", "rul"
+_SENSOR, _STATE, _GOOD, _SCRAP, _RUL, _FAIL = "sensor", "state", "good", "scrap", "rul", "failure"
 # an ISO 22400 state code as the five signals the kernel derives states from
 _CODE_SIGNALS = {
     kernels.STATE_PRODUCING: (1, 1, 0, 0, 0),
@@ -126,6 +126,9 @@ def build_layout(config: TwinConfig, registry: TagRegistry) -> Layout:
             roles.append((tag_id(mc, "scrap_counter_tag", mc.scrap_counter_tag), _SCRAP, m, 0))
         for j, name in enumerate(mc.rul_tags):
             roles.append((tag_id(mc, f"rul_tags[{j}]", name), _RUL, m, j))
+        if mc.failure_model:
+            for j, key in enumerate(FAILURE_INPUTS):
+                roles.append((tag_id(mc, f"failure_tags.{key}", mc.failure_tags[key]), _FAIL, m, j))
         ids = [tag_id(mc, f"sensors[{j}].tag", s.tag) for j, s in enumerate(mc.sensors)]
         roles.extend((tid, _SENSOR, m, j) for j, tid in enumerate(ids))
         sensors.append(ids)
@@ -157,6 +160,7 @@ class Twin:
         self.baseline: dict[tuple[int, int], list[float]] = {}
         self.signals = np.zeros((m, len(SIGNALS)))  # last value of each state signal
         self.rul_inputs = np.full((m, 24), np.nan)  # latest value of each model input
+        self.failure_inputs = np.full((m, len(FAILURE_INPUTS)), np.nan)  # latest process readings
         self.rul_history: list[deque[np.ndarray]] = [deque(maxlen=config.rul_window) for _ in range(m)]
         self.last_ts: dict[int, int] = {}  # tag id -> newest sample taken
         self.last_value = np.full((m, s), np.nan)
@@ -259,6 +263,8 @@ class Twin:
                     scrap_raw[m] = v
                 elif role == _RUL:
                     self.rul_inputs[m, j] = v
+                elif role == _FAIL:
+                    self.failure_inputs[m, j] = v
                 else:  # one of the five signals
                     self.signals[m, j] = v
                     has_signal[m] = 1
@@ -338,7 +344,7 @@ class Twin:
         """Everything needed to resume exactly here, as bytes."""
         arrays = kernels.snapshot(self.state) | {
             "mu": self.params.mu, "sigma": self.params.sigma, "active": self.active, "signals": self.signals,
-            "rul_inputs": self.rul_inputs, "last_value": self.last_value, "last_alarm": self.last_alarm,
+            "rul_inputs": self.rul_inputs, "failure_inputs": self.failure_inputs, "last_value": self.last_value, "last_alarm": self.last_alarm,
         }
         return msgspec.msgpack.encode({
             "arrays": {k: (str(v.dtype), list(v.shape), np.ascontiguousarray(v).tobytes()) for k, v in arrays.items()},
@@ -355,6 +361,7 @@ class Twin:
         self.params.mu[:], self.params.sigma[:] = arrays["mu"], arrays["sigma"]
         self.active[:], self.signals[:] = arrays["active"], arrays["signals"]
         self.rul_inputs[:], self.last_value[:] = arrays["rul_inputs"], arrays["last_value"]
+        self.failure_inputs[:] = arrays["failure_inputs"]
         self.last_alarm[:] = arrays["last_alarm"]
         self.baseline = {(m, j): list(pts) for m, j, pts in raw["baseline"]}
         for h, rows in zip(self.rul_history, raw["rul_history"]):

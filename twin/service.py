@@ -13,7 +13,7 @@ from historian.db import connect
 from historian.registry import load_registry
 from historian.samples import Batch, SampleBatch, from_us
 from twin import store
-from twin.config import TwinConfig
+from twin.config import FAILURE_INPUTS, TwinConfig
 from twin.engine import Layout, StepOutput, Twin, build_layout
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ class TwinService:
         self.steps = 0
         self._pending: list[SampleBatch] = []
         self._rul: dict[str, Any] = {}
+        self._failure: dict[str, Any] = {}
         self.predictions: dict[int, dict[str, Any]] = {}
 
     def observe(self, batch: Batch) -> None:
@@ -53,7 +54,7 @@ class TwinService:
             elif snap is not None:
                 log.warning("twin %s: configuration changed since the snapshot; starting afresh", self.name)
             self._load_models()
-            await store.register_models(conn, [m.card for m in self._rul.values()])
+            await store.register_models(conn, [m.card for m in [*self._rul.values(), *self._failure.values()]])
             self.twin = twin
             # what the historian got while the twin was away (the tap only brings what comes from now on)
             missed = await store.samples_since(conn, twin.catch_up_from())
@@ -90,8 +91,15 @@ class TwinService:
                 await asyncio.sleep(1.0)
 
     def _load_models(self) -> None:
-        from twin.rul import RulModel  # onnxruntime loads only when a machine is configured with a model
+        # onnxruntime loads only when a machine is configured with a model
+        from twin.failure import FailureModel
+        from twin.rul import RulModel
 
+        for name in sorted({m.failure_model for m in self.config.machines if m.failure_model}):
+            try:
+                self._failure[name] = FailureModel.load(name)
+            except (OSError, ValueError) as e:
+                log.error("twin %s: cannot serve the failure model %s: %s", self.name, name, e)
         for subset in sorted({m.rul_model for m in self.config.machines if m.rul_model}):
             try:
                 self._rul[subset] = RulModel.load(subset)
@@ -101,6 +109,7 @@ class TwinService:
     async def _record(self, conn: Any, twin: Twin, ids: list[int], out: StepOutput) -> None:
         for m in sorted(out.rul_rows):
             self._predict(twin, m)
+        self._failure_probabilities(twin)
         registry = await load_registry(conn)
         names = {info.id: name for name, info in registry.by_name.items()}
         status = []
@@ -110,6 +119,30 @@ class TwinService:
             view["predictions"] = self.predictions.get(m, {})
             status.append(view)
         await store.record(conn, self.name, twin.layout, ids, out, status, twin.snapshot())
+
+    def _failure_probabilities(self, twin: Twin) -> None:
+        """The failure model on each configured machine's latest process readings."""
+        for m, mc in enumerate(self.config.machines):
+            if not mc.failure_model:
+                continue
+            model = self._failure.get(mc.failure_model)
+            if model is None:
+                self.predictions.setdefault(m, {})["failure"] = {"error": f"model {mc.failure_model} not loaded"}
+                continue
+            x = twin.failure_inputs[m]
+            if np.isnan(x).any():
+                continue  # not every input has reported yet
+            record = {"type": mc.product_type} | dict(zip(FAILURE_INPUTS, x.tolist()))
+            p = model.probability(record)
+            self.predictions.setdefault(m, {})["failure"] = {
+                "probability": round(p, 4),
+                "flagged": p >= model.threshold,
+                "threshold": round(model.threshold, 4),
+                "inputs": record,
+                "model": model.name,
+                "version": model.card.version,
+                "sha256": model.sha256,
+            }
 
     def _predict(self, twin: Twin, m: int) -> None:
         subset = self.config.machines[m].rul_model

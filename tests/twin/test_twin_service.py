@@ -178,3 +178,31 @@ async def until(get, ok, timeout: float = 10.0):  # type: ignore[no-untyped-def]
             return value
         await asyncio.sleep(0.05)
     pytest.fail(f"condition not met within {timeout} s; last value {value!r}")
+
+
+async def test_the_failure_model_is_served_on_the_latest_process_readings_and_registered(dsn, conn):
+    from twin.failure import FailureModel
+
+    inputs = {"air_temperature_k": 302.5, "process_temperature_k": 310.3, "rotational_speed_rpm": 1282.0,
+              "torque_nm": 68.0, "tool_wear_min": 220.0}  # hot, slow, high torque, worn: a risky record
+    tags = [TagSpec(f"m1.{k}", "machine", machine="m1") for k in inputs]
+    registry = await register(conn, tags, [MachineSpec("m1")])
+    config = msgspec.convert({"tick_interval": 0.02, "record_interval": 0.05, "machines": [
+        {"name": "m1", "failure_model": "failure", "product_type": "L",
+         "failure_tags": {k: f"m1.{k}" for k in inputs}}]}, TwinConfig)
+    service = TwinService(config, dsn)
+    task = asyncio.create_task(service.run())
+    await asyncio.wait_for(service.ready.wait(), 10)
+    service.observe(batch(registry, [(f"m1.{k}", 1, v) for k, v in inputs.items()]))
+    served = await until(lambda: scalar(conn, "SELECT predictions -> 'failure' FROM machine_status"),
+                         lambda p: "probability" in p)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    model = FailureModel.load()
+    # what the twin served is the model's answer on exactly those readings
+    assert served["probability"] == pytest.approx(model.probability({"type": "L"} | inputs), abs=1e-4)
+    assert served["flagged"] == (served["probability"] >= model.threshold)
+    assert served["sha256"] == model.sha256
+    cur = await conn.execute("SELECT name, sha256, kind FROM models")
+    assert await cur.fetchall() == [("failure", model.sha256, model.card.kind)]
