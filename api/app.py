@@ -11,8 +11,11 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.config import ApiConfig
 from api.errors import HANDLERS
+from api.kpi import KpiController
 from api.machines import AlarmController, MachineController
+from api.mes import mes_router
 from api.sources import SourceController
+from api.spc import SpcController
 from api.system import SystemController
 from api.tags import TagController
 from api.whatif import WhatIfController
@@ -48,7 +51,7 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int = 8)
 
     return Litestar(
         route_handlers=[SystemController, TagController, WriteController, SourceController, MachineController,
-                        AlarmController, WhatIfController],
+                        AlarmController, WhatIfController, SpcController, mes_router, KpiController],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         after_request=count,

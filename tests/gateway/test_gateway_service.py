@@ -100,7 +100,8 @@ async def test_deadband_keeps_small_moves_out(running, conn):
 
 async def test_sources_health_is_served(running, conn):
     _, _, client = running
-    await wait_for_sql(conn, "SELECT connected FROM sources WHERE name = 'lathe'", True)
+    # connected comes with the connection, readings_total once the first poll is spooled: wait for both
+    await wait_for_sql(conn, "SELECT connected AND readings_total > 0 FROM sources WHERE name = 'lathe'", True)
     r = await client.get("/api/v1/sources")
     (lathe,) = r.json()
     assert lathe["kind"] == "modbus" and lathe["connected"] and lathe["readings_total"] > 0
