@@ -15,7 +15,8 @@ on a 2-core machine shared with other work, a parallel region waits for its slow
 that figure is the steadier one; load_avg_1min says how shared the machine was). Each call's
 output is compared at once, and the whole state at the end. The time of a tick is that of the
 full `tick()` call (state machine, counters, EWMA, CUSUM and all rules); the median over ticks is
-reported. Prints one JSON line.
+reported. Then the ONNX part: the RUL model as the twin serves it, one machine at a time and in
+batches of 1,000 (p50/p99 wall time, features included). Prints one JSON line.
 """
 
 from __future__ import annotations
@@ -214,7 +215,44 @@ def kernel_section(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-SECTIONS: list[Callable[[argparse.Namespace], dict[str, Any]]] = [kernel_section]
+def onnx_section(args: argparse.Namespace) -> dict[str, Any]:
+    """RUL inference as the twin serves it (features + onnxruntime), on real C-MAPSS test histories."""
+    from analytics.data import data_root
+    from twin.rul import RulModel
+
+    model = RulModel.load(args.rul_subset)
+    table = np.loadtxt(data_root() / "cmapss" / f"test_{args.rul_subset}.txt")
+    units = [table[table[:, 0] == u][:, 2:26] for u in np.unique(table[:, 0])]
+    rng = np.random.default_rng(args.seed)
+    # histories cut at random lengths, as a machine's would be at any moment of its life
+    histories = [u[: rng.integers(1, len(u) + 1)] for u in (units[i] for i in rng.integers(0, len(units), 1000))]
+    say(f"onnx: {model.name} ({model.sha256[:12]}), {len(units)} test units")
+    for h in histories[:20]:  # warm the session
+        model.predict(h)
+    one = []
+    for i in range(args.onnx_repeats):
+        h = histories[i % len(histories)]
+        t = time.perf_counter()
+        model.predict(h)
+        one.append(time.perf_counter() - t)
+    batch = []
+    for _ in range(max(5, args.onnx_repeats // 20)):
+        t = time.perf_counter()
+        model.predict_many(histories)
+        batch.append(time.perf_counter() - t)
+    ms = lambda xs, q: round(float(np.percentile(xs, q)) * 1e3, 3)  # noqa: E731
+    return {
+        "rul_model": model.name,
+        "rul_sha256": model.sha256,
+        "rul_one_machine_ms": {"p50": ms(one, 50), "p99": ms(one, 99), "n": len(one)},
+        "rul_batch_1000_ms": {"p50": ms(batch, 50), "p99": ms(batch, 99), "n": len(batch)},
+        "rul_definition": "wall time of RulModel.predict / predict_many: window features from the raw cycle "
+                          "history plus one onnxruntime run (1 intra-op thread), histories = C-MAPSS test "
+                          "units cut at random lengths",
+    }
+
+
+SECTIONS: list[Callable[[argparse.Namespace], dict[str, Any]]] = [kernel_section, onnx_section]
 """Each section returns fields for the one JSON line; their target_checks are merged."""
 
 
@@ -226,6 +264,8 @@ def main() -> None:
     p.add_argument("--ticks", type=int, default=40, help="timed ticks (each runs numba and numpy once)")
     p.add_argument("--warmup", type=int, default=20, help="untimed numba ticks first, to fill the rule histories")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--rul-subset", default="FD001", help="the RUL model timed (twin/models/rul_<subset>)")
+    p.add_argument("--onnx-repeats", type=int, default=400, help="single-machine predictions timed")
     args = p.parse_args()
     result: dict[str, Any] = {"bench": "twin"}
     checks: dict[str, bool] = {}

@@ -386,8 +386,7 @@ def counter_step(last: float, total: float, raw: float, modulus: float) -> tuple
 # ================================================================================================
 
 
-@njit(cache=True, parallel=True)
-def _tick_kernel(x, has_signal, running, fault, setup, planned_down, speed, good_raw, scrap_raw, now_us,
+def _tick_body(x, has_signal, running, fault, setup, planned_down, speed, good_raw, scrap_raw, now_us,
                  mu, sigma, lam, L, k, h, modulus,
                  ewma, ewma_w2, cusum_hi, cusum_lo, z_last, hist_a, hist_b, machine_state, state_since_us,
                  good_last, scrap_last, good_total, scrap_total,
@@ -424,6 +423,13 @@ def _tick_kernel(x, has_signal, running, fault, setup, planned_down, speed, good
             alarms[m, s] = bits
 
 
+# One body, compiled twice: threads pay off for a plant of many machines; for a few, starting them
+# costs more than the work (and their spinning takes CPU from everything else on a small host).
+_tick_kernel = njit(cache=True, parallel=True)(_tick_body)
+_tick_kernel_serial = njit(cache=True)(_tick_body)
+PARALLEL_MIN_MACHINES = 256
+
+
 def _arr(a: np.ndarray, dtype: type, shape: tuple[int, ...], name: str) -> np.ndarray:
     a = np.ascontiguousarray(a, dtype=dtype)
     if a.shape != shape:
@@ -447,7 +453,8 @@ def tick(state: EngineState, params: EngineParams, x: np.ndarray, *, has_signal:
     if out is None:
         out = new_result(m, s)
     p, st = params, state
-    _tick_kernel(x, *sig, speed, good_raw, scrap_raw, np.int64(now_us),
+    kernel = _tick_kernel if m >= PARALLEL_MIN_MACHINES else _tick_kernel_serial
+    kernel(x, *sig, speed, good_raw, scrap_raw, np.int64(now_us),
                  p.mu, p.sigma, p.lam, p.L, p.k, p.h, p.counter_modulus,
                  st.ewma, st.ewma_w2, st.cusum_hi, st.cusum_lo, st.z_last, st.hist_a, st.hist_b,
                  st.machine_state,

@@ -332,8 +332,9 @@ def assert_states_close(a: k.EngineState, b: k.EngineState, tol: float) -> None:
             np.testing.assert_array_equal(x, y, err_msg=f.name)
 
 
-def test_numba_equals_numpy_oracle():
-    plant = Plant(60, 7, seed=11)
+@pytest.mark.parametrize("machines", [60, k.PARALLEL_MIN_MACHINES])  # the serial and the threaded kernel
+def test_numba_equals_numpy_oracle(machines):
+    plant = Plant(machines, 7, seed=11)
     p = plant.params
     st_nb = k.new_state(p)
     st_np = st_nb.copy()
