@@ -196,6 +196,13 @@ reports AS (
     JOIN operation_reports r ON r.operation_id = o.id AND r.ts >= b.b_lo AND r.ts < b.b_hi
     GROUP BY b.machine_id, b.b_lo
 ),
+-- POT and PDOT summed per bucket once (joined below), not rescanned per output row
+pot_sum AS (
+    SELECT machine_id, b_lo, extract(epoch FROM sum(hi - lo))::float8 AS s FROM pot GROUP BY machine_id, b_lo
+),
+pdot_sum AS (
+    SELECT machine_id, b_lo, extract(epoch FROM sum(hi - lo))::float8 AS s FROM pdot GROUP BY machine_id, b_lo
+),
 -- each meter's increase over the samples inside the bucket times its share, as energy_per_good_unit()
 -- counts it (0006): a drop is a counter that restarted from zero, nothing is interpolated to the edges
 energy AS (
@@ -210,15 +217,14 @@ energy AS (
     GROUP BY b.machine_id, b.b_lo
 )
 SELECT b.machine_id, b.b_lo, b.b_hi, b.shift,
-       coalesce((SELECT extract(epoch FROM sum(p.hi - p.lo)) FROM pot p
-                 WHERE p.machine_id = b.machine_id AND p.b_lo = b.b_lo), 0)::float8,
-       coalesce((SELECT extract(epoch FROM sum(d.hi - d.lo)) FROM pdot d
-                 WHERE d.machine_id = b.machine_id AND d.b_lo = b.b_lo), 0)::float8,
+       coalesce(ps.s, 0), coalesce(ds.s, 0),
        coalesce(t.apt_s, 0), coalesce(t.asut_s, 0), coalesce(t.adet_s, 0), coalesce(t.idle_s, 0),
        coalesce(t.planned_down_s, 0), coalesce(t.aoet_s, 0), coalesce(t.aubt_s, 0), coalesce(t.failures, 0),
        coalesce(c.gq, 0), coalesce(c.sq, 0), coalesce(c.pri_pq_s, 0), coalesce(c.unrated_parts, 0),
        r.rq, r.fpg, e.kwh
 FROM bucket b
+LEFT JOIN pot_sum ps ON ps.machine_id = b.machine_id AND ps.b_lo = b.b_lo
+LEFT JOIN pdot_sum ds ON ds.machine_id = b.machine_id AND ds.b_lo = b.b_lo
 LEFT JOIN times t ON t.machine_id = b.machine_id AND t.b_lo = b.b_lo
 LEFT JOIN counts c ON c.machine_id = b.machine_id AND c.b_lo = b.b_lo
 LEFT JOIN reports r ON r.machine_id = b.machine_id AND r.b_lo = b.b_lo
