@@ -277,7 +277,7 @@ SELECT t.machine, t.line, t.bucket_start, t.bucket_end, t.shift,
        t.aoet_s, t.aubt_s, t.failures, t.gq + t.sq, t.gq, t.sq, t.rq, t.fpg, t.pri_pq_s, t.unrated_parts,
        t.energy_kwh,
        k.availability, k.effectiveness, k.quality_rate, k.availability * k.effectiveness * k.quality_rate,
-       t.asut_s / nullif(t.apt_s, 0),
+       t.asut_s / nullif(t.apt_s + t.asut_s, 0),  -- ISO 22400-2 setup rate: AUST / AUPT, AUPT = APT + AUST
        t.apt_s / nullif(t.apt_s + t.adet_s, 0),
        t.aubt_s / nullif(t.aoet_s, 0),
        t.sq::float8 / nullif(t.gq + t.sq, 0),

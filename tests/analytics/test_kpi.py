@@ -145,7 +145,8 @@ async def test_every_kpi_of_a_machine_over_a_day(plant):
           pri_pq_s=36000, unrated_parts=0, energy_kwh=207.5,
           availability=45900 / 52200, effectiveness=36000 / 45900, quality_rate=1455 / 1500,
           oee=45900 / 52200 * 36000 / 45900 * 1455 / 1500,  # = 36000 * 0.97 / 52200 = 0.66897
-          setup_ratio=1800 / 45900, technical_efficiency=45900 / (45900 + 3600), allocation_ratio=40500 / 45000,
+          setup_ratio=1800 / (45900 + 1800),  # AUST / AUPT, AUPT = APT + AUST
+          technical_efficiency=45900 / (45900 + 3600), allocation_ratio=40500 / 45000,
           scrap_ratio=45 / 1500, rework_ratio=30 / 1500, first_pass_yield=1440 / 1500,
           energy_per_unit_kwh=207.5 / 1455, mtbf_s=45900 / 2, mttr_s=3600 / 2)
 
