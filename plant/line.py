@@ -48,6 +48,7 @@ class MachineState:
     speed_setpoint: float = 100.0  # percent of nominal rate, writable by the MES
     engine: list[float] = field(default_factory=lambda: [0.0] * 24)  # C-MAPSS setting1..3, s1..s21 of this cycle
     process: list[float] = field(default_factory=lambda: [0.0] * 5)  # AI4I air K, process K, rpm, Nm, tool wear
+    cycles: int = 0  # operating cycles since the machine was last renewed (its engine's cycle number)
 
     def values(self) -> dict[str, float | int | str]:
         """The signals as devices publish them."""
@@ -192,6 +193,7 @@ class Line:
     def _sense(self, m: MachineState, trajectory: cmapss.Trajectory, cycle: int) -> None:
         m.wear = cycle / max(len(trajectory.data) - 1, 1)
         m.engine = [float(v) for v in trajectory.data[cycle, 2:26]]
+        m.cycles = int(trajectory.data[cycle, 1])
         m.temperature = float(trajectory.column("s4")[cycle])
         m.pressure = float(trajectory.column("s7")[cycle])
         m.vibration = vibration_rms(m.wear, cycle, root=self.data_root)

@@ -78,6 +78,7 @@ SIGNALS: dict[str, Signal] = {
         Signal("Recipe", ua.VariantType.String, "", writable=True),
         Signal("EnergyKWh", ua.VariantType.Double, 0.0, _unit("KWH", "kWh", "kilowatt hour")),
         Signal("StateCode", ua.VariantType.UInt32, 2),  # ISO 22400: 1 producing .. 5 planned down
+        Signal("CyclesSinceRenewal", ua.VariantType.UInt32, 0),  # an operating-hours counter, in cycles
         # the machine's health signals: one C-MAPSS cycle (operating settings and 21 sensors) per part
         *(Signal(name, ua.VariantType.Double, 0.0) for name in ENGINE_SIGNALS),
     )

@@ -88,6 +88,7 @@ class Plant:
                 await self.opcua.set(name, signal, v[signal])
             await self.opcua.set(name, "Temperature", round(celsius_from_rankine(float(v["Temperature"])), 3))
             await self.opcua.set(name, "StateCode", v["StateCode"])
+            await self.opcua.set(name, "CyclesSinceRenewal", self.line.machines[name].cycles)
             for signal, value in zip(ENGINE_SIGNALS, self.line.machines[name].engine):
                 await self.opcua.set(name, signal, value)
         oven = self.line.machines[SPARKPLUG_MACHINE]

@@ -18,6 +18,7 @@ from historian.maintenance import run_maintenance
 from historian.migrate import migrate
 from plant.run import Plant
 from shopfloor.config import Config
+from shopfloor.demo_mes import seed as seed_mes
 from shopfloor.demo_plant import demo_gateway, demo_twin
 from twin.service import TwinService
 
@@ -34,6 +35,7 @@ async def run(config: Config) -> None:
         print(f"embedded PostgreSQL: {dsn} (data in {server.data_dir})")
     conn = await connect(dsn)
     applied = await migrate(conn)
+    await seed_mes(conn)
     await conn.close()
     if applied:
         print(f"migrations applied: {', '.join(applied)}")

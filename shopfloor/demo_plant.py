@@ -24,6 +24,7 @@ _PRESS_SIGNALS = {
     "Recipe": ("recipe", "method", "text", "", False),
     "EnergyKWh": ("energy", "energy", "float", "kWh", False),
     "StateCode": ("state_code", "machine", "int", "", False),
+    "CyclesSinceRenewal": ("cycles_since_renewal", "machine", "int", "cycles", False),
 }
 # the presses' health signals (C-MAPSS settings and sensors, one cycle per part): the RUL model's inputs
 ENGINE_SIGNALS = tuple(f"Setting{i}" for i in range(1, 4)) + tuple(f"S{i}" for i in range(1, 22))
@@ -102,7 +103,7 @@ def demo_twin(presses: tuple[str, ...] = ("press1", "press2")) -> TwinConfig:
     machines: list[dict[str, Any]] = [
         {"name": m, "state_tag": f"{m}.state_code", "good_counter_tag": f"{m}.good_count",
          "scrap_counter_tag": f"{m}.scrap_count", "rul_model": "FD001",
-         "rul_tags": [engine_tag(m, s) for s in ENGINE_SIGNALS],
+         "rul_tags": [engine_tag(m, s) for s in ENGINE_SIGNALS], "rul_reset_tag": f"{m}.cycles_since_renewal",
          "sensors": [{"tag": f"{m}.temperature"}, {"tag": f"{m}.vibration"}]}
         for m in presses
     ]

@@ -61,6 +61,9 @@ class MachineConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """C-MAPSS subset of the RUL model to serve (FD001..FD004); empty: none."""
     rul_tags: list[str] = msgspec.field(default_factory=list)
     """The model's 24 inputs in C-MAPSS order: setting1..3, s1..s21; one row per part made."""
+    rul_reset_tag: str = ""
+    """A counter of cycles since the machine was last renewed (maintained, replaced): when it drops, the
+    model's history starts again (the model reads a history from the machine's renewal on)."""
     failure_model: str = ""
     """Name of the failure-probability model to serve (e.g. "failure", AI4I 2020); empty: none."""
     product_type: str = "M"
@@ -110,8 +113,8 @@ class TwinConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     record_interval: float = 2.0
     """Seconds between writes of intervals, counts, alarms, status and the snapshot (one transaction)."""
     baseline_points: int = 30
-    rul_window: int = 200
-    """Rows of model input kept per machine."""
+    rul_window: int = 1000
+    """Rows of model input kept per machine (C-MAPSS engines last up to ~550 cycles)."""
     machines: list[MachineConfig] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ from twin.config import FAILURE_INPUTS, SIGNALS, MachineConfig, TwinConfig
 log = logging.getLogger(__name__)
 
 _SENSOR, _STATE, _GOOD, _SCRAP, _RUL, _FAIL = "sensor", "state", "good", "scrap", "rul", "failure"
+_RENEWED = "renewed"
 # an ISO 22400 state code as the five signals the kernel derives states from
 _CODE_SIGNALS = {
     kernels.STATE_PRODUCING: (1, 1, 0, 0, 0),
@@ -126,6 +127,8 @@ def build_layout(config: TwinConfig, registry: TagRegistry) -> Layout:
             roles.append((tag_id(mc, "scrap_counter_tag", mc.scrap_counter_tag), _SCRAP, m, 0))
         for j, name in enumerate(mc.rul_tags):
             roles.append((tag_id(mc, f"rul_tags[{j}]", name), _RUL, m, j))
+        if mc.rul_reset_tag:
+            roles.append((tag_id(mc, "rul_reset_tag", mc.rul_reset_tag), _RENEWED, m, 0))
         if mc.failure_model:
             for j, key in enumerate(FAILURE_INPUTS):
                 roles.append((tag_id(mc, f"failure_tags.{key}", mc.failure_tags[key]), _FAIL, m, j))
@@ -161,6 +164,7 @@ class Twin:
         self.signals = np.zeros((m, len(SIGNALS)))  # last value of each state signal
         self.rul_inputs = np.full((m, 24), np.nan)  # latest value of each model input
         self.failure_inputs = np.full((m, len(FAILURE_INPUTS)), np.nan)  # latest process readings
+        self.renewal_counter = np.full(m, np.nan)  # last cycles-since-renewal reading
         self.rul_history: list[deque[np.ndarray]] = [deque(maxlen=config.rul_window) for _ in range(m)]
         self.last_ts: dict[int, int] = {}  # tag id -> newest sample taken
         self.last_value = np.full((m, s), np.nan)
@@ -265,6 +269,10 @@ class Twin:
                     self.rul_inputs[m, j] = v
                 elif role == _FAIL:
                     self.failure_inputs[m, j] = v
+                elif role == _RENEWED:
+                    if v < self.renewal_counter[m]:  # renewed: the model's history starts again
+                        self.rul_history[m].clear()
+                    self.renewal_counter[m] = v
                 else:  # one of the five signals
                     self.signals[m, j] = v
                     has_signal[m] = 1
@@ -344,7 +352,8 @@ class Twin:
         """Everything needed to resume exactly here, as bytes."""
         arrays = kernels.snapshot(self.state) | {
             "mu": self.params.mu, "sigma": self.params.sigma, "active": self.active, "signals": self.signals,
-            "rul_inputs": self.rul_inputs, "failure_inputs": self.failure_inputs, "last_value": self.last_value, "last_alarm": self.last_alarm,
+            "rul_inputs": self.rul_inputs, "failure_inputs": self.failure_inputs,
+            "renewal_counter": self.renewal_counter, "last_value": self.last_value, "last_alarm": self.last_alarm,
         }
         return msgspec.msgpack.encode({
             "arrays": {k: (str(v.dtype), list(v.shape), np.ascontiguousarray(v).tobytes()) for k, v in arrays.items()},
@@ -362,6 +371,7 @@ class Twin:
         self.active[:], self.signals[:] = arrays["active"], arrays["signals"]
         self.rul_inputs[:], self.last_value[:] = arrays["rul_inputs"], arrays["last_value"]
         self.failure_inputs[:] = arrays["failure_inputs"]
+        self.renewal_counter[:] = arrays["renewal_counter"]
         self.last_alarm[:] = arrays["last_alarm"]
         self.baseline = {(m, j): list(pts) for m, j, pts in raw["baseline"]}
         for h, rows in zip(self.rul_history, raw["rul_history"]):

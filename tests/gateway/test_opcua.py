@@ -260,7 +260,7 @@ async def test_write_back_to_writable_nodes_and_refusals(plant: OpcUaPlant) -> N
 async def test_browse_finds_the_plant_and_renders_toml_that_loads(plant: OpcUaPlant) -> None:
     found = await browse(plant.endpoint, "Plant/press1/*")
     by_name = {t["name"]: t for t in found}
-    assert len(found) == 11 + 1 + 24  # the 4M1E signals, StateCode, and 3 settings + 21 C-MAPSS sensors
+    assert len(found) == 11 + 2 + 24  # the 4M1E signals, StateCode, CyclesSinceRenewal, 3 settings + 21 sensors
     assert by_name["press1.s4"]["data_type"] == "float"
     assert by_name["press1.temperature"] == {
         "name": "press1.temperature", "node_id": plant.node_id("press1", "Temperature"), "data_type": "float",

@@ -80,6 +80,27 @@ def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
                        headers={"Authorization": f"Bearer {KEY}"}, timeout=20)
         assert r.status_code == 200 and r.json()["status"] == "done", r.text
         assert httpx.get(f"{base}/health").json()["database"] == "postgresql"
+        # the twin mirrors the machines: ISO 22400 states, part counts, and the presses' RUL from its model
+        machines: dict = {}
+        while time.monotonic() < deadline + 60:
+            machines = {m["name"]: m for m in httpx.get(f"{base}/api/v1/machines").json()}
+            if len(machines) == 3 and all("rul" in machines[p]["predictions"] for p in ("press1", "press2")) \
+                    and machines["press1"]["good_total"] > 0 and "failure" in machines["lathe1"]["predictions"]:
+                break
+            time.sleep(0.5)
+        assert sorted(machines) == ["lathe1", "press1", "press2"], machines
+        assert {m["state"] for m in machines.values()} <= {"producing", "idle", "setup", "unplanned_down",
+                                                            "planned_down"}
+        rul = machines["press1"]["predictions"]["rul"]
+        assert rul["model"] == "rul_FD001" and len(rul["sha256"]) == 64 and 0 <= rul["value"] <= 200, rul
+        assert "press1.temperature" in machines["press1"]["sensors"]
+        failure = machines["lathe1"]["predictions"]["failure"]
+        assert failure["model"] == "failure" and 0.0 <= failure["probability"] <= 1.0, failure
+        # ISO 22400 KPIs over what the twin recorded, with the demo routings' planned cycle times
+        (kpi,) = httpx.get(f"{base}/api/v1/kpi", params={"machine": "press1", "start": "2020-01-01T00:00:00Z",
+                                                           "end": "2100-01-01T00:00:00Z"}).json()
+        assert kpi["pq"] > 0 and kpi["apt_s"] > 0 and 0 < kpi["availability"] <= 1, kpi
+        assert kpi["effectiveness"] is not None and kpi["oee"] is not None, kpi
     finally:
         proc.send_signal(signal.SIGINT)
         try:

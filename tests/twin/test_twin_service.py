@@ -206,3 +206,23 @@ async def test_the_failure_model_is_served_on_the_latest_process_readings_and_re
     assert served["sha256"] == model.sha256
     cur = await conn.execute("SELECT name, sha256, kind FROM models")
     assert await cur.fetchall() == [("failure", model.sha256, model.card.kind)]
+
+
+def test_the_model_history_is_a_row_per_part_and_restarts_when_the_machine_is_renewed():
+    names = [f"m1.in{j}" for j in range(24)] + ["m1.good", "m1.cycles"]
+    registry = TagRegistry(TagInfo(i + 1, n, "float", "", "machine", False) for i, n in enumerate(names))
+    config = msgspec.convert({"machines": [
+        {"name": "m1", "good_counter_tag": "m1.good", "rul_model": "FD001", "rul_tags": names[:24],
+         "rul_reset_tag": "m1.cycles"}]}, TwinConfig)
+    twin = Twin(config, build_layout(config, registry))
+
+    def part(t: int, good: int, cycles: int, level: float) -> list[tuple[str, float, float]]:
+        return [(n, t, level) for n in names[:24]] + [("m1.good", t, good), ("m1.cycles", t, cycles)]
+
+    # the counter's first reading is its baseline; then three parts, one row of inputs each
+    rows = part(0, 0, 1, 0.0) + part(1, 1, 2, 1.0) + part(2, 2, 3, 2.0) + part(3, 3, 4, 3.0)
+    twin.step(batch(registry, rows).samples)
+    assert [row[0] for row in twin.rul_history[0]] == [1.0, 2.0, 3.0]
+    # renewed (cycles 4 -> 1): the next part starts a new history
+    twin.step(batch(registry, part(4, 4, 1, 9.0)).samples)
+    assert [row[0] for row in twin.rul_history[0]] == [9.0]
