@@ -8,7 +8,6 @@ twin.bearing_features, the same code the served model runs.
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 from scipy.signal import resample_poly
 
 from analytics import cwru
+from analytics.provenance import libraries
 from twin.bearing import MODEL_NAME, BearingModel
 from twin.bearing_features import ENVELOPE_BANDS, FEATURE_NAMES, HARMONICS, LINE_TOLERANCE, SKF_6205, bearing_features_batch
 from twin.model_card import MODELS_DIR, ModelCard, save
@@ -134,14 +134,7 @@ def export_onnx(model, n_features: int) -> bytes:
     return proto.SerializeToString()
 
 
-def _libraries() -> dict[str, str]:
-    out = {}
-    for name in ("numpy", "scipy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+_LIBRARIES = ("numpy", "scipy", "scikit-learn", "skl2onnx", "onnx", "onnxruntime")
 
 
 def train(*, data_root: Path | None = None, out_dir: Path = MODELS_DIR, progress: bool = False, seed: int = 0) -> ModelCard:
@@ -206,7 +199,7 @@ def train(*, data_root: Path | None = None, out_dir: Path = MODELS_DIR, progress
         },
         command="shopfloor train bearing",
         trained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        libraries=_libraries(),
+        libraries=libraries(_LIBRARIES),
     )
     save(card, export_onnx(model, len(FEATURE_NAMES)), out_dir)
     return card

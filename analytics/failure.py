@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import importlib.metadata
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from analytics.data import data_root as default_data_root
+from analytics.provenance import libraries
 from twin.failure import MODEL_NAME
 from twin.failure_features import (
     FEATURE_NAMES,
@@ -133,14 +133,7 @@ def export_onnx(model, n_features: int) -> bytes:
     return proto.SerializeToString()
 
 
-def _libraries() -> dict[str, str]:
-    out = {}
-    for name in ("numpy", "scikit-learn", "xgboost-cpu", "onnxmltools", "onnx", "onnxruntime"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+_LIBRARIES = ("numpy", "scikit-learn", "xgboost-cpu", "onnxmltools", "onnx", "onnxruntime")
 
 
 def train(*, data_root: Path | None = None, out_dir: Path = MODELS_DIR, progress: bool = False, seed: int = 0) -> ModelCard:
@@ -183,7 +176,7 @@ def train(*, data_root: Path | None = None, out_dir: Path = MODELS_DIR, progress
         },
         command="shopfloor train failure",
         trained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        libraries=_libraries(),
+        libraries=libraries(_LIBRARIES),
     )
     save(card, export_onnx(model, len(FEATURE_NAMES)), out_dir)
     return card

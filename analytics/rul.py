@@ -9,7 +9,6 @@ the official FD001/FD003 test files are scored once at the end and recorded, nev
 from __future__ import annotations
 
 import datetime as dt
-import importlib.metadata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from analytics.cmapss import N_CONDITIONS, RUL_CAP, SUBSETS, Unit, fit_conditions, read_rul, read_units, rul_labels, subset_path
+from analytics.provenance import libraries
 from twin.model_card import MODELS_DIR, ModelCard, save
 from twin.rul import RulModel
 from twin.rul_features import (
@@ -345,14 +345,7 @@ def average_onnx(members: Sequence[bytes]) -> bytes:
     return model.SerializeToString()
 
 
-def _libraries() -> dict[str, str]:
-    out = {}
-    for name in ("numpy", "numba", "xgboost-cpu", "onnxmltools", "onnx", "onnxruntime", "torch"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
+_LIBRARIES = ("numpy", "numba", "xgboost-cpu", "onnxmltools", "onnx", "onnxruntime", "torch")
 
 
 def _test_metrics(subset: str, root: Path | None, out_dir: Path) -> dict[str, float]:
@@ -411,7 +404,7 @@ def train(
         },
         command=f"shopfloor train rul --subset {subset}",
         trained_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        libraries=_libraries(),
+        libraries=libraries(_LIBRARIES),
     )
     save(card, onnx_bytes, out_dir)
     if held:

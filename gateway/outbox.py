@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from typing import Any, Iterable
+from typing import Any, Coroutine, Iterable
 
 from gateway.cancel import honour_cancellation
 from gateway.source import Reading, Sink, SourceStatus
@@ -122,3 +122,21 @@ class Outbox:
         if before == 0 or before // 10_000 != self.dropped // 10_000:
             self.status.error(f"the sink is too slow: {self.dropped} readings dropped so far")
             log.warning("%s: %s", self.status.name, self.status.last_error)
+
+
+async def run_beside(outbox: Outbox, work: Coroutine[Any, Any, None], name: str) -> None:
+    """Run the outbox's publisher beside a source's work until cancelled; on the way out publish what is left.
+
+    Only the sink can end the publisher (a spool that cannot write): its error is raised as itself.
+    """
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(outbox.run(), name=f"{name}:publish")
+            tasks.create_task(work, name=name)
+    except asyncio.CancelledError:
+        await outbox.flush()  # what was read before the stop still reaches the spool
+        raise
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) == 1:
+            raise group.exceptions[0] from None
+        raise

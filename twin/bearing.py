@@ -16,15 +16,6 @@ from twin.model_card import MODELS_DIR, ModelCard, load
 MODEL_NAME = "bearing"
 
 
-def _session(onnx: bytes) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    # the host is small and shared: one thread per session keeps serving predictable
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
-
-
 @dataclass(slots=True)
 class BearingModel:
     """A stored bearing classifier; its ONNX graph reads "features" (batch, len(FEATURE_NAMES)) float32."""
@@ -43,7 +34,7 @@ class BearingModel:
         if tuple(card.features) != FEATURE_NAMES:
             raise ValueError(f"{name}: card features differ from twin.bearing_features.FEATURE_NAMES; retrain it")
         inputs = card.inputs
-        return cls(card, _session(stored.onnx_bytes()), tuple(inputs["classes"]), int(inputs["window"]), float(inputs["fs"]))
+        return cls(card, stored.session(), tuple(inputs["classes"]), int(inputs["window"]), float(inputs["fs"]))
 
     @property
     def name(self) -> str:

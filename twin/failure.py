@@ -29,12 +29,7 @@ class FailureModel:
         stored = load(name, folder)
         if tuple(stored.card.features) != FEATURE_NAMES:
             raise ValueError(f"{name}: card features differ from twin.failure_features.FEATURE_NAMES; retrain it")
-        options = ort.SessionOptions()
-        # the host is small and shared: one thread per session keeps serving predictable
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        session = ort.InferenceSession(stored.onnx_bytes(), options, providers=["CPUExecutionProvider"])
+        session = stored.session()
         return cls(stored.card, session, float(stored.card.inputs.get("threshold", 0.5)))
 
     @property

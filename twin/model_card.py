@@ -37,6 +37,16 @@ class StoredModel:
     card: ModelCard
     path: Path
 
+    def session(self) -> Any:
+        """An onnxruntime session of the checked ONNX file, one thread: the host is small and shared."""
+        import onnxruntime as ort  # loaded only by what serves a model
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return ort.InferenceSession(self.onnx_bytes(), options, providers=["CPUExecutionProvider"])
+
     def onnx_bytes(self) -> bytes:
         """The ONNX file, checked against the card's sha256."""
         data = self.path.read_bytes()

@@ -26,12 +26,7 @@ class RulModel:
     def load(cls, subset: str, folder: Path = MODELS_DIR) -> RulModel:
         """The registered model for a subset such as "FD001", its ONNX checked against the card's sha256."""
         stored = load(f"rul_{subset}", folder)
-        options = ort.SessionOptions()
-        # the host is small and shared: one thread per session keeps serving predictable
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        session = ort.InferenceSession(stored.onnx_bytes(), options, providers=["CPUExecutionProvider"])
+        session = stored.session()
         inputs = stored.card.inputs
         return cls(stored.card, FeatureSpec.from_dict(inputs), session, float(inputs.get("rul_cap", 125.0)))
 

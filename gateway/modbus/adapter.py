@@ -25,7 +25,7 @@ from gateway.modbus import codec
 from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
 from gateway.modbus.requests import ReadRequest, group
 from gateway.cancel import honour_cancellation
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, run_beside
 from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
 from historian.samples import Quality
 
@@ -98,18 +98,7 @@ class ModbusSource:
         c = self.config
         outbox = Outbox(sink, self.status, batch_size=c.batch_size, batch_interval=c.batch_interval,
                         max_pending=c.max_pending)
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(outbox.run(), name=f"modbus:{self.name}:publish")
-                tasks.create_task(self._connect_forever(outbox), name=f"modbus:{self.name}:poll")
-        except asyncio.CancelledError:
-            await outbox.flush()  # what was read before the stop still reaches the spool
-            raise
-        except BaseExceptionGroup as group:
-            # only the sink can end run(): pass its error on as itself
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+        await run_beside(outbox, self._connect_forever(outbox), f"modbus:{self.name}")
 
     async def _connect_forever(self, outbox: Outbox) -> None:
         """Connect and poll; after any transport failure reconnect with backoff, forever."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +22,7 @@ from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
 from gateway.opcua.session import RECOVERABLE, Backoff, Session, describe, open_session
 from gateway.opcua.subscription import Monitor
 from gateway.cancel import honour_cancellation
-from gateway.outbox import Outbox
+from gateway.outbox import Outbox, run_beside
 from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
 from historian.samples import Quality
 
@@ -193,18 +192,7 @@ class OpcUaSource:
             sink, self.status, batch_size=c.batch_size, batch_interval=c.batch_interval, max_pending=c.max_pending
         )
         intake = _Intake(self, outbox)
-        try:
-            async with asyncio.TaskGroup() as tasks:
-                tasks.create_task(outbox.run(), name=f"opcua:{self.name}:publish")
-                tasks.create_task(self._connect_forever(intake), name=f"opcua:{self.name}:connect")
-        except asyncio.CancelledError:
-            await outbox.flush()  # what was read before the stop still reaches the spool
-            raise
-        except BaseExceptionGroup as group:
-            # only the sink can end run(): pass its error on as itself
-            if len(group.exceptions) == 1:
-                raise group.exceptions[0] from None
-            raise
+        await run_beside(outbox, self._connect_forever(intake), f"opcua:{self.name}")
 
     async def _connect_forever(self, intake: _Intake) -> None:
         backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
