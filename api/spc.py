@@ -16,7 +16,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_422_UNPROCESSABLE_ENTITY
 
-from analytics.spc import build, limits, render
+from analytics.spc import build, limits
 from analytics.spc.capability import Capability, Spec
 from analytics.spc.charts import CHARTS, Chart, ChartDataError, Options, rule_names
 from analytics.spc.source import UnknownMachineError
@@ -262,6 +262,8 @@ class SpcController(Controller):
         if format == "json":
             return Response(_answer(result, q, result.spec.tag.unit))
         title = f"{result.spec.tag.name} {chart} ({'frozen' if result.frozen else 'estimated'} limits)"
+        from analytics.spc import render  # matplotlib loads when a picture is first asked for
+
         image = await asyncio.to_thread(render.render, result.chart, title, format)
         return Response(image, media_type=_MEDIA[format])
 
