@@ -22,6 +22,7 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
 
 from gateway.modbus import codec
+from gateway.modbus.block import BlockDecoder
 from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
 from gateway.modbus.requests import ReadRequest, group
 from gateway.cancel import honour_cancellation
@@ -92,6 +93,7 @@ class ModbusSource:
         self._client: AsyncModbusTcpClient | None = None
         self._failing: dict[str, str] = {}  # request -> its last exception, to log changes only
         self._undecodable: dict[str, list[int]] = {}  # tag -> registers already dead-lettered
+        self._blocks: dict[int, tuple[ReadRequest, BlockDecoder]] = {}  # id(request) -> its numeric decoder
 
     async def run(self, sink: Sink) -> None:
         """Poll until cancelled, reconnecting with backoff after any transport failure."""
@@ -263,24 +265,34 @@ class ModbusSource:
 
     def _decode(self, request: ReadRequest, values: Sequence[int], ts_us: int, outbox: Outbox) -> list[Reading]:
         """Readings of the tags in a response; what does not decode goes to dead letters."""
-        readings: list[Reading] = []
-        for tag in request.tags:
+        decoded: list[object] = [None] * len(request.tags)
+        rest: Sequence[tuple[int, ModbusTag]] = list(enumerate(request.tags))
+        if request.table not in BIT_TABLES:
+            block = self._blocks.get(id(request))
+            if block is None:
+                block = self._blocks[id(request)] = (request, BlockDecoder(request.address, request.tags))
+            block[1].decode(values, decoded)
+            rest = block[1].rest
+        skip = set()
+        for slot, tag in rest:
             words = values[request.span(tag)]
             try:
-                value = tag.to_value(codec.decode(words, tag.type, tag.byte_order))
+                decoded[slot] = tag.to_value(codec.decode(words, tag.type, tag.byte_order))
             except ValueError as e:  # a string that is not UTF-8: nothing we can store
+                skip.add(slot)
                 # once per content, not once per poll: the device will say the same every second
                 if self._undecodable.get(tag.name) != list(words):
                     self._undecodable[tag.name] = list(words)
                     outbox.put_dead(f"{self.name}: cannot decode tag {tag.name!r}: {e}", _payload(tag, words))
                 continue
             self._undecodable.pop(tag.name, None)
-            quality = Quality.GOOD
-            if isinstance(value, float) and not math.isfinite(value):
-                quality = Quality.BAD_SENSOR_FAILURE  # NaN or infinity: the device's "no value"
-            readings.append(Reading(tag.name, value, ts_us, quality))
-        return readings
-
+        good, bad = Quality.GOOD, Quality.BAD_SENSOR_FAILURE
+        return [
+            # NaN or infinity is the device's "no value"
+            Reading(tag.name, v, ts_us, bad if isinstance(v, float) and not math.isfinite(v) else good)
+            for slot, (tag, v) in enumerate(zip(request.tags, decoded))
+            if slot not in skip
+        ]
 
 def _payload(tag: ModbusTag, words: Sequence[int]) -> dict[str, Any]:
     return {"tag": tag.name, "table": tag.table, "address": tag.address, "type": tag.type,

@@ -78,6 +78,11 @@ def _reorder(data: bytes, order: str) -> bytes:
     return b"".join(words)
 
 
+def byte_layout(n_bytes: int, order: str) -> list[int]:
+    """Where, in the wire bytes of an n-byte value, each of its big-endian bytes A B C D... sits."""
+    return list(_reorder(bytes(range(n_bytes)), order))
+
+
 def _to_bytes(registers: Sequence[int]) -> bytes:
     return b"".join(int(r).to_bytes(2, "big") for r in registers)
 
