@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import numpy as np
+import psycopg
 
 from historian.db import connect
 from historian.registry import load_registry
@@ -29,11 +30,11 @@ class TwinService:
         self.twin: Twin | None = None
         self.ready = asyncio.Event()
         """Set once the snapshot is restored and the catch-up from the historian is done."""
-        self.steps = 0
         self._pending: list[SampleBatch] = []
         self._rul: dict[str, Any] = {}
         self._failure: dict[str, Any] = {}
         self.predictions: dict[int, dict[str, Any]] = {}
+        self._tag_names: dict[int, str] = {}
 
     def observe(self, batch: Batch) -> None:
         """The gateway's tap: a batch the historian committed. Never blocks; the next tick takes it."""
@@ -65,25 +66,45 @@ class TwinService:
                 await asyncio.sleep(self.config.tick_interval)
                 batch, self._pending = SampleBatch.concat(self._pending), []
                 _merge(out, twin.step(batch))
-                self.steps += 1
                 if time.monotonic() - last_record >= self.config.record_interval:
-                    await self._record(conn, twin, ids, out)
-                    out, last_record = StepOutput(), time.monotonic()
+                    try:
+                        await self._record(conn, twin, ids, out)
+                        out = StepOutput()
+                    except psycopg.OperationalError as e:
+                        # the database went away: keep what was found (it goes with the next record)
+                        log.warning("twin %s: cannot record (%s); reconnecting", self.name, e)
+                        conn = await self._reconnect(conn)
+                    last_record = time.monotonic()
         except asyncio.CancelledError:
             if self.twin is not None and not conn.closed:
                 batch, self._pending = SampleBatch.concat(self._pending), []
                 _merge(out, self.twin.step(batch))
-                await asyncio.shield(self._record(conn, self.twin, ids, out))
+                try:
+                    await asyncio.shield(self._record(conn, self.twin, ids, out))
+                except psycopg.OperationalError as e:  # stopping while the database is away
+                    log.warning("twin %s: last record lost (%s); the next start catches up", self.name, e)
             raise
         finally:
             await conn.close()
+
+    async def _reconnect(self, old: Any) -> Any:
+        """A new connection, retried every record_interval until the database answers."""
+        await old.close()
+        while True:
+            try:
+                return await connect(self.dsn)
+            except psycopg.OperationalError:
+                await asyncio.sleep(self.config.record_interval)
 
     async def _layout(self, conn: Any) -> Layout:
         """The layout over the registry; waits (logging what is missing) until the gateway registered every tag."""
         warned = False
         while True:
             try:
-                return build_layout(self.config, await load_registry(conn))
+                registry = await load_registry(conn)
+                layout = build_layout(self.config, registry)
+                self._tag_names = {info.id: name for name, info in registry.by_name.items()}
+                return layout
             except ValueError as e:
                 if not warned:
                     log.warning("twin %s: %s; waiting for it to be registered", self.name, e)
@@ -110,8 +131,7 @@ class TwinService:
         for m in sorted(out.rul_rows):
             self._predict(twin, m)
         self._failure_probabilities(twin)
-        registry = await load_registry(conn)
-        names = {info.id: name for name, info in registry.by_name.items()}
+        names = self._tag_names
         status = []
         for m in range(len(ids)):
             view = twin.machine_view(m)

@@ -226,3 +226,34 @@ def test_the_model_history_is_a_row_per_part_and_restarts_when_the_machine_is_re
     # renewed (cycles 4 -> 1): the next part starts a new history
     twin.step(batch(registry, part(4, 4, 1, 9.0)).samples)
     assert [row[0] for row in twin.rul_history[0]] == [9.0]
+
+
+async def test_the_twin_rides_out_a_database_outage(dsn, conn):
+    from psycopg import conninfo
+
+    from tests.gateway.dbproxy import CuttableProxy
+
+    registry = await setup(conn)
+    params = conninfo.conninfo_to_dict(dsn)
+    proxy = CuttableProxy(params.get("host", "127.0.0.1"), int(params.get("port", 5432)))
+    await proxy.start()
+    params.update(host="127.0.0.1", port=str(proxy.port), connect_timeout="2")
+    service = TwinService(CONFIG, conninfo.make_conninfo(**params))  # type: ignore[arg-type]
+    task = asyncio.create_task(service.run())
+    await asyncio.wait_for(service.ready.wait(), 10)
+    service.observe(batch(registry, TIMELINE[:6]))
+    await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == 5)
+    await proxy.cut()  # the database host goes away while the twin keeps finding things
+    service.observe(batch(registry, TIMELINE[6:]))
+    await asyncio.sleep(0.5)
+    assert not task.done()
+    await proxy.start()
+    # what was found during the outage is recorded once it is back, exactly once
+    await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD, timeout=20)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await proxy.cut()
+    assert await scalar(conn, "SELECT sum(good) FROM part_counts") == GOOD
+    assert await scalar(conn, "SELECT count(*) FROM alarms") == 1
+    assert await scalar(conn, "SELECT count(*) FROM state_intervals") == 3
