@@ -48,22 +48,20 @@ import os
 import statistics
 import sys
 import time
-import uuid
 from collections import defaultdict, deque
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import conninfo
 
 from analytics.genealogy_gen import build_graph
 from analytics.spc import build as spc_build
 from analytics.spc import charts
 from bench.ingest import default_dsn
+from bench.scratch import scratch_database
 from historian.db import backend, connect
 from historian.maintenance import ensure_partitions
-from historian.migrate import migrate
 from historian.registry import TagSpec, register
 from historian.samples import SampleBatch
 from twin.kernels import WE1
@@ -764,18 +762,10 @@ async def bench_spc(conn: psycopg.AsyncConnection, args: argparse.Namespace) -> 
 
 async def main_async(args: argparse.Namespace) -> dict:
     """Set up a scratch database, run the three benchmarks, drop it."""
-    admin = args.dsn or default_dsn()
-    params = conninfo.conninfo_to_dict(admin)
-    name = f"sf_bench_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as c:
-        await c.execute(f'CREATE DATABASE "{name}"')
-    params["dbname"] = name
-    dsn = conninfo.make_conninfo(**params)  # type: ignore[arg-type]
     t_all = time.perf_counter()
     result: dict[str, Any] = {"bench": "analytics"}
-    try:
+    async with scratch_database(args.dsn or default_dsn()) as dsn:
         conn = await connect(dsn)
-        await migrate(conn)
         result["backend"] = await backend(conn)
         result["rounds"] = args.rounds
         result["stat"] = "best round (and median); rounds alternate the two sides"
@@ -783,9 +773,6 @@ async def main_async(args: argparse.Namespace) -> dict:
         result["genealogy"] = await bench_genealogy(conn, args)
         result["spc"] = await bench_spc(conn, args)
         await conn.close()
-    finally:
-        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as c:
-            await c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     result["load_avg_1min"] = round(os.getloadavg()[0], 2)
     result["total_s"] = round(time.perf_counter() - t_all, 1)
     return result

@@ -51,6 +51,8 @@ import psycopg
 from psycopg import conninfo
 
 from bench.ingest import ROOT, default_dsn
+from bench.scratch import scratch_database
+from historian.db import connect
 
 log = logging.getLogger("bench.gateway")
 
@@ -531,23 +533,11 @@ class CpuMeter:
 
 
 class Db:
-    """The scratch database: created, migrated, counted, dropped."""
+    """The scratch database of one protocol's run, and the counts the bench takes of it."""
 
-    def __init__(self, admin: str) -> None:
-        self.admin = admin
-        self.name = f"sf_bench_gw_{uuid.uuid4().hex[:8]}"
-        params = conninfo.conninfo_to_dict(admin)
-        params["dbname"] = self.name
-        self.dsn = conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-
-    async def create(self) -> None:
-        from historian.db import connect
-        from historian.migrate import migrate
-
-        async with await psycopg.AsyncConnection.connect(self.admin, autocommit=True) as c:
-            await c.execute(f'CREATE DATABASE "{self.name}"')
-        self.conn = await connect(self.dsn)
-        await migrate(self.conn)
+    def __init__(self, dsn: str, conn: psycopg.AsyncConnection) -> None:
+        self.dsn = dsn
+        self.conn = conn
 
     async def register(self, specs: list[Any]) -> None:
         from historian.registry import register
@@ -561,12 +551,6 @@ class Db:
     async def dead_letters(self) -> int:
         cur = await self.conn.execute("SELECT count(*) FROM dead_letters")
         return int((await cur.fetchone())[0])
-
-    async def drop(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.conn.close()
-        async with await psycopg.AsyncConnection.connect(self.admin, autocommit=True) as c:
-            await c.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
 
 
 def latency_stats(acks: list[tuple[float, np.ndarray, int]], t_from: float) -> dict[str, Any]:
@@ -1045,13 +1029,13 @@ async def main_async(args: argparse.Namespace) -> None:
     admin = args.dsn or default_dsn()
     protocols = list(BENCHES) if args.protocol == "all" else [args.protocol]
     for proto in protocols:
-        db = Db(admin)
-        await db.create()
-        say(f"{proto}: scratch database {db.name}")
-        try:
-            result = await BENCHES[proto](args, db)
-        finally:
-            await db.drop()
+        async with scratch_database(admin, "sf_bench_gw") as dsn:
+            say(f"{proto}: scratch database {conninfo.conninfo_to_dict(dsn)['dbname']}")
+            conn = await connect(dsn)
+            try:
+                result = await BENCHES[proto](args, Db(dsn, conn))
+            finally:
+                await conn.close()
         print(json.dumps(result), flush=True)
 
 

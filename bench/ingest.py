@@ -17,17 +17,14 @@ import json
 import os
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
-import psycopg
-from psycopg import conninfo
 
+from bench.scratch import scratch_database
 from historian.config import HistorianConfig
 from historian.db import backend, connect
 from historian.maintenance import ensure_partitions
-from historian.migrate import migrate
 from historian.registry import TagSpec, register
 from historian.samples import Batch, SampleBatch, from_us
 from historian.writer import HistorianWriter
@@ -88,16 +85,8 @@ async def run_copy(dsn: str, payloads: list[bytes]) -> float:
 
 async def main_async(args: argparse.Namespace) -> dict:
     """Set up a scratch database, run the rounds, drop it."""
-    admin = args.dsn or default_dsn()
-    params = conninfo.conninfo_to_dict(admin)
-    name = f"sf_bench_{uuid.uuid4().hex[:8]}"
-    async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as c:
-        await c.execute(f'CREATE DATABASE "{name}"')
-    params["dbname"] = name
-    dsn = conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-    try:
+    async with scratch_database(args.dsn or default_dsn()) as dsn:
         conn = await connect(dsn)
-        await migrate(conn)
         kind = await backend(conn)
         reg = await register(conn, [TagSpec(f"bench.t{i:05d}", "machine") for i in range(args.tags)])
         await conn.execute(
@@ -124,9 +113,6 @@ async def main_async(args: argparse.Namespace) -> dict:
                 print(f"round {r + 1} {which}: {args.samples / (copy_s if which == 'copy' else writer_s)[-1]:,.0f} rows/s",
                       file=sys.stderr)
         await conn.close()
-    finally:
-        async with await psycopg.AsyncConnection.connect(admin, autocommit=True) as c:
-            await c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     writer_rate = args.samples / min(writer_s)
     copy_rate = args.samples / min(copy_s)
     return {
