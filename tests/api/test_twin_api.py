@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-
 import pytest
 from litestar.testing import AsyncTestClient
 
 from api.app import create_app
-from tests.twin.test_twin_service import CONFIG, GOOD, SCRAP, TIMELINE, batch, setup, until
+from tests.twin.test_twin_service import CONFIG, GOOD, SCRAP, TIMELINE, batch, running, setup, until
 from tests.historian.helpers import scalar
 from twin.service import TwinService
 
@@ -18,13 +15,9 @@ from twin.service import TwinService
 async def client(conn, dsn):
     registry = await setup(conn)
     service = TwinService(CONFIG, dsn)
-    task = asyncio.create_task(service.run())
-    await asyncio.wait_for(service.ready.wait(), 10)
-    service.observe(batch(registry, TIMELINE))
-    await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(service):
+        service.observe(batch(registry, TIMELINE))
+        await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD)
     async with AsyncTestClient(app=create_app(dsn, pool_size=2)) as c:
         yield c
 

@@ -58,6 +58,19 @@ TIMELINE = [
 GOOD, SCRAP = 14, 1
 
 
+@contextlib.asynccontextmanager
+async def running(service: TwinService):  # type: ignore[no-untyped-def]
+    """The service running (restored and caught up) for the block, as its task; stopped (last record made) after."""
+    task = asyncio.create_task(service.run())
+    await asyncio.wait_for(service.ready.wait(), 10)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def setup(conn) -> TagRegistry:  # type: ignore[no-untyped-def]
     return await register(conn, TAGS, [MachineSpec("m1")])
 
@@ -102,13 +115,9 @@ def test_an_unknown_tag_in_the_twin_config_is_named():
 async def test_service_records_and_a_restart_counts_nothing_twice(dsn, conn):
     registry = await setup(conn)
     first = TwinService(CONFIG, dsn)
-    task = asyncio.create_task(first.run())
-    await asyncio.wait_for(first.ready.wait(), 10)
-    first.observe(batch(registry, TIMELINE[:9]))
-    await until(lambda: scalar(conn, "SELECT count(*) FROM alarms"), lambda n: n == 1)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(first):
+        first.observe(batch(registry, TIMELINE[:9]))
+        await until(lambda: scalar(conn, "SELECT count(*) FROM alarms"), lambda n: n == 1)
 
     # intervals so far: idle [0, 10); the producing one from 10 is still open (in machine_status)
     cur = await conn.execute("SELECT state, extract(epoch FROM end_ts - start_ts) FROM state_intervals")
@@ -121,14 +130,10 @@ async def test_service_records_and_a_restart_counts_nothing_twice(dsn, conn):
 
     # restart: the tap replays the whole timeline (a spool replay after a crash) plus the rest
     second = TwinService(CONFIG, dsn)
-    task = asyncio.create_task(second.run())
-    await asyncio.wait_for(second.ready.wait(), 10)
-    second.observe(batch(registry, TIMELINE))
-    await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD)
-    await asyncio.sleep(0.2)  # a few more ticks and records: still nothing counted twice
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(second):
+        second.observe(batch(registry, TIMELINE))
+        await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD)
+        await asyncio.sleep(0.2)  # a few more ticks and records: still nothing counted twice
     assert await scalar(conn, "SELECT sum(good) FROM part_counts") == GOOD
     assert await scalar(conn, "SELECT sum(scrap) FROM part_counts") == SCRAP
     assert await scalar(conn, "SELECT count(*) FROM alarms") == 1
@@ -144,25 +149,17 @@ async def test_service_records_and_a_restart_counts_nothing_twice(dsn, conn):
 async def test_a_restarted_twin_catches_up_from_the_historian(dsn, conn):
     registry = await setup(conn)
     first = TwinService(CONFIG, dsn)
-    task = asyncio.create_task(first.run())
-    await asyncio.wait_for(first.ready.wait(), 10)
-    first.observe(batch(registry, TIMELINE[:3]))
-    await until(lambda: scalar(conn, "SELECT count(*) FROM machine_status"), lambda n: n == 1)
-    await asyncio.sleep(0.1)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(first):
+        first.observe(batch(registry, TIMELINE[:3]))
+        await until(lambda: scalar(conn, "SELECT count(*) FROM machine_status"), lambda n: n == 1)
+        await asyncio.sleep(0.1)
     # while the twin is away the gateway keeps writing: the tap will not bring these again
     async with HistorianWriter(dsn, HistorianConfig()) as writer:
         await writer.reload_registry()
         await writer.write(batch(registry, TIMELINE[3:]))
     second = TwinService(CONFIG, dsn)
-    task = asyncio.create_task(second.run())
-    await asyncio.wait_for(second.ready.wait(), 10)
-    await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(second):
+        await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD)
     assert await scalar(conn, "SELECT count(*) FROM alarms") == 1
     assert await scalar(conn, "SELECT count(*) FROM state_intervals") == 3
 
@@ -191,14 +188,10 @@ async def test_the_failure_model_is_served_on_the_latest_process_readings_and_re
         {"name": "m1", "failure_model": "failure", "product_type": "L",
          "failure_tags": {k: f"m1.{k}" for k in inputs}}]}, TwinConfig)
     service = TwinService(config, dsn)
-    task = asyncio.create_task(service.run())
-    await asyncio.wait_for(service.ready.wait(), 10)
-    service.observe(batch(registry, [(f"m1.{k}", 1, v) for k, v in inputs.items()]))
-    served = await until(lambda: scalar(conn, "SELECT predictions -> 'failure' FROM machine_status"),
-                         lambda p: "probability" in p)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(service):
+        service.observe(batch(registry, [(f"m1.{k}", 1, v) for k, v in inputs.items()]))
+        served = await until(lambda: scalar(conn, "SELECT predictions -> 'failure' FROM machine_status"),
+                             lambda p: "probability" in p)
     model = FailureModel.load()
     # what the twin served is the model's answer on exactly those readings
     assert served["probability"] == pytest.approx(model.probability({"type": "L"} | inputs), abs=1e-4)
@@ -239,20 +232,16 @@ async def test_the_twin_rides_out_a_database_outage(dsn, conn):
     await proxy.start()
     params.update(host="127.0.0.1", port=str(proxy.port), connect_timeout="2")
     service = TwinService(CONFIG, conninfo.make_conninfo(**params))  # type: ignore[arg-type]
-    task = asyncio.create_task(service.run())
-    await asyncio.wait_for(service.ready.wait(), 10)
-    service.observe(batch(registry, TIMELINE[:6]))
-    await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == 5)
-    await proxy.cut()  # the database host goes away while the twin keeps finding things
-    service.observe(batch(registry, TIMELINE[6:]))
-    await asyncio.sleep(0.5)
-    assert not task.done()
-    await proxy.start()
-    # what was found during the outage is recorded once it is back, exactly once
-    await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD, timeout=20)
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    async with running(service) as task:
+        service.observe(batch(registry, TIMELINE[:6]))
+        await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == 5)
+        await proxy.cut()  # the database host goes away while the twin keeps finding things
+        service.observe(batch(registry, TIMELINE[6:]))
+        await asyncio.sleep(0.5)
+        assert not task.done()
+        await proxy.start()
+        # what was found during the outage is recorded once it is back, exactly once
+        await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD, timeout=20)
     await proxy.cut()
     assert await scalar(conn, "SELECT sum(good) FROM part_counts") == GOOD
     assert await scalar(conn, "SELECT count(*) FROM alarms") == 1
