@@ -6,11 +6,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
 from typing import Any, Coroutine, Iterable
 
 from gateway.cancel import honour_cancellation
-from gateway.source import Reading, Sink, SourceStatus
+from gateway.source import Reading, ReadingColumns, Sink, SourceStatus
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +32,8 @@ class Outbox:
     For sources with nothing to acknowledge to the device (polls, OPC UA notifications): the next
     read overlaps the previous batch's fsync instead of waiting for it. Sources that can pause
     await wait_for_room() after putting; the others rely on max_pending, dropping (and counting)
-    the oldest readings beyond it.
+    the oldest readings beyond it. Readings wait as columns, so a poll's whole response goes in
+    with put_columns() without an object per value.
     """
 
     def __init__(
@@ -45,38 +45,39 @@ class Outbox:
         self.batch_interval = batch_interval
         self.max_pending = max_pending
         self.dropped = 0
-        self._readings: deque[Reading] = deque()
-        self._inflight: list[Reading] = []
+        self._waiting = ReadingColumns()
+        self._inflight: ReadingColumns | None = None
         self._dead: list[tuple[str, dict[str, Any]]] = []
         self._ready = asyncio.Event()
         self._full = asyncio.Event()
         self._room = asyncio.Event()
 
     def put(self, reading: Reading) -> None:
-        """Queue a reading; past max_pending the oldest is dropped, counted and reported."""
-        if len(self._readings) >= self.max_pending:
-            self._drop(1)
-        if reading.source_ts is None:  # received now, spooled later: stamp it now
-            reading = reading._replace(source_ts=time.time_ns() // 1000)
-        self._readings.append(reading)
-        self._ready.set()
-        if len(self._readings) >= self.batch_size:
-            self._full.set()
+        """Queue a reading, stamped now if the device gave no time; past max_pending the oldest is dropped."""
+        self._waiting.add(reading, time.time_ns() // 1000)  # received now, spooled later: stamp it now
+        self._queued()
 
     def put_many(self, readings: Iterable[Reading]) -> None:
         """Queue readings in order, as put() does one."""
-        now_us = time.time_ns() // 1000
-        self._readings.extend(r if r.source_ts is not None else r._replace(source_ts=now_us) for r in readings)
-        if (excess := len(self._readings) - self.max_pending) > 0:
+        self._waiting.add_readings(readings)
+        self._queued()
+
+    def put_columns(self, columns: ReadingColumns) -> None:
+        """Queue readings already in columns (stamped), in order."""
+        self._waiting.extend(columns)
+        self._queued()
+
+    def _queued(self) -> None:
+        if (excess := len(self._waiting) - self.max_pending) > 0:
             self._drop(excess)
-        if self._readings:
+        if self._waiting:
             self._ready.set()
-            if len(self._readings) >= self.batch_size:
+            if len(self._waiting) >= self.batch_size:
                 self._full.set()
 
     async def wait_for_room(self) -> None:
         """Wait while several batches are queued: a source that can pause (a poll) slows down instead of dropping."""
-        while len(self._readings) >= _PAUSE_AT_BATCHES * self.batch_size:
+        while len(self._waiting) >= _PAUSE_AT_BATCHES * self.batch_size:
             self._room.clear()
             await self._room.wait()
 
@@ -93,31 +94,38 @@ class Outbox:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._full.wait(), self.batch_interval)
                 honour_cancellation()
-            await self.flush()
+            await self.flush(everything=False)
 
-    async def flush(self) -> None:
-        """Publish everything queued now; after run() is cancelled, call it once more so nothing stays behind."""
+    async def flush(self, everything: bool = True) -> None:
+        """Publish what is queued now; after run() is cancelled, call it once more so nothing stays behind.
+
+        With everything=False (the run loop), what came in during the publish goes too only while
+        it makes a whole batch: the rest waits for the next batch_interval, so a fast source makes
+        one record (one fsync) per batch_size readings, not one per fsync's worth.
+        """
         self._ready.clear()
         self._full.clear()
         dead, self._dead = self._dead, []
         for reason, payload in dead:
             await self.sink.dead_letter(reason, payload)
             self.status.dead_letters_total += 1
-        while self._readings or self._inflight:
-            if not self._inflight:
+        first = True
+        while self._inflight is not None or (
+            self._waiting and (first or everything or len(self._waiting) >= self.batch_size)
+        ):
+            first = False
+            if self._inflight is None:
                 # everything queued goes in one record: one fsync, however much came in while the last one ran
-                self._inflight = list(self._readings)
-                self._readings.clear()
+                self._inflight, self._waiting = self._waiting, ReadingColumns()
                 self._room.set()
             # kept until published: if run() is cancelled mid-publish, the final flush() sends it again
             # (the historian drops what arrives twice; nothing is lost)
-            await self.sink.publish(self._inflight)
+            await self.sink.publish_columns(self._inflight)
             self.status.readings_total += len(self._inflight)
-            self._inflight = []
+            self._inflight = None
 
     def _drop(self, n: int) -> None:
-        for _ in range(n):
-            self._readings.popleft()
+        self._waiting.drop_first(n)
         before, self.dropped = self.dropped, self.dropped + n
         if before == 0 or before // 10_000 != self.dropped // 10_000:
             self.status.error(f"the sink is too slow: {self.dropped} readings dropped so far")

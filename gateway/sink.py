@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Sequence
 
 from gateway.exception import ExceptionFilter
 from gateway.records import SpooledLetter, SpoolRecord, encode
-from gateway.source import Reading, SourceStatus
+from gateway.source import Reading, ReadingColumns, SourceStatus
 from gateway.spool import Spool
-from historian.samples import to_us
 
 
 class SpoolSink:
@@ -25,13 +23,11 @@ class SpoolSink:
 
     async def publish(self, readings: Sequence[Reading]) -> None:
         """Stamp readings without a device time, filter, and spool them; returns once on disk."""
-        now_us = time.time_ns() // 1000
-        ts_us = [
-            now_us if (ts := r.source_ts) is None else ts if type(ts) is int else to_us(ts) for r in readings
-        ]
-        tags = [r.tag for r in readings]
-        values = [r.value for r in readings]
-        quality = [int(r.quality) for r in readings]
+        await self.publish_columns(ReadingColumns.of(readings))
+
+    async def publish_columns(self, columns: ReadingColumns) -> None:
+        """Filter readings already in columns and spool them; returns once on disk."""
+        tags, values, ts_us, quality = columns.tags, columns.values, columns.ts_us, columns.quality
         if self._filter.active:
             keep = self._filter.keep
             rows = [row for row in zip(tags, values, ts_us, quality) if keep(*row)]

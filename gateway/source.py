@@ -12,9 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple, Protocol, Sequence
+from typing import Any, Iterable, NamedTuple, Protocol, Sequence
 
-from historian.samples import Quality
+from historian.samples import Quality, to_us
 
 
 class Reading(NamedTuple):
@@ -28,11 +28,72 @@ class Reading(NamedTuple):
     quality: int = Quality.GOOD
 
 
+@dataclass(slots=True)
+class ReadingColumns:
+    """Readings as four equal-length columns, every one stamped (µs since the Unix epoch).
+
+    How a poll hands over a whole response: a list per column instead of a Reading per value,
+    which at 100k values/s is most of what the gateway's own path costs.
+    """
+
+    tags: list[str] = field(default_factory=list)
+    values: list[float | int | bool | str | None] = field(default_factory=list)
+    ts_us: list[int] = field(default_factory=list)
+    quality: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    @classmethod
+    def of(cls, readings: Iterable[Reading], now_us: int | None = None) -> ReadingColumns:
+        """Columns of readings; one without a device time is stamped now_us (default: now)."""
+        cols = cls()
+        cols.add_readings(readings, now_us)
+        return cols
+
+    def add(self, reading: Reading, now_us: int) -> None:
+        """Append one reading; without a device time it gets now_us."""
+        ts = reading.source_ts
+        self.tags.append(reading.tag)
+        self.values.append(reading.value)
+        self.ts_us.append(now_us if ts is None else ts if type(ts) is int else to_us(ts))  # type: ignore[arg-type]
+        self.quality.append(int(reading.quality))
+
+    def add_readings(self, readings: Iterable[Reading], now_us: int | None = None) -> None:
+        """Append readings in order; those without a device time get now_us (default: now)."""
+        now = time.time_ns() // 1000 if now_us is None else now_us
+        rows = readings if isinstance(readings, (list, tuple)) else list(readings)
+        # a comprehension per column: Sparkplug hands over 500 readings a message, 300k a second
+        self.tags.extend([r.tag for r in rows])
+        self.values.extend([r.value for r in rows])
+        self.ts_us.extend([now if (ts := r.source_ts) is None else ts if type(ts) is int else to_us(ts)
+                           for r in rows])
+        self.quality.extend([int(r.quality) for r in rows])
+
+    def extend(self, other: ReadingColumns) -> None:
+        """Append every row of other, in order."""
+        self.tags.extend(other.tags)
+        self.values.extend(other.values)
+        self.ts_us.extend(other.ts_us)
+        self.quality.extend(other.quality)
+
+    def drop_first(self, n: int) -> None:
+        """Forget the n oldest rows."""
+        del self.tags[:n], self.values[:n], self.ts_us[:n], self.quality[:n]
+
+    def readings(self) -> list[Reading]:
+        """The rows as Readings (for sinks and tests that want objects)."""
+        return [Reading(*row) for row in zip(self.tags, self.values, self.ts_us, self.quality)]
+
+
 class Sink(Protocol):
     """Where sources put what they read."""
 
     async def publish(self, readings: Sequence[Reading]) -> None:
         """Spool readings durably; returns once they survive a crash of the gateway."""
+
+    async def publish_columns(self, columns: ReadingColumns) -> None:
+        """As publish, for readings already in columns."""
 
     async def dead_letter(self, reason: str, payload: dict[str, Any]) -> None:
         """Spool something unusable with the reason, durably, for the dead_letters table."""

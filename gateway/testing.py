@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Sequence
 
-from gateway.source import Reading
+from gateway.source import Reading, ReadingColumns
 
 
 class MemorySink:
@@ -20,6 +20,10 @@ class MemorySink:
         """Keep the readings."""
         self.readings.extend(readings)
         self._changed.set()
+
+    async def publish_columns(self, columns: ReadingColumns) -> None:
+        """Keep the readings, as Readings."""
+        await self.publish(columns.readings())
 
     async def dead_letter(self, reason: str, payload: dict[str, Any]) -> None:
         """Keep the dead letter."""

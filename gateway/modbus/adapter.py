@@ -27,7 +27,7 @@ from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
 from gateway.modbus.requests import ReadRequest, group
 from gateway.cancel import honour_cancellation
 from gateway.outbox import Outbox, run_beside
-from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
+from gateway.source import NotWritableError, Reading, ReadingColumns, Sink, SourceStatus, WriteError
 from historian.samples import Quality
 
 log = logging.getLogger(__name__)
@@ -211,11 +211,11 @@ class ModbusSource:
         interval = self.config.poll_interval
         due = loop.time()
         while True:
-            readings: list[Reading] = []
+            poll = ReadingColumns()
             for request in list(self.requests):
-                readings += await self._read(client, request, outbox)
+                poll.extend(await self._read(client, request, outbox))
                 honour_cancellation()
-            outbox.put_many(readings)
+            outbox.put_columns(poll)
             await outbox.wait_for_room()  # a slow sink slows the polls down rather than losing readings
             due += interval
             now = loop.time()
@@ -223,7 +223,7 @@ class ModbusSource:
                 due = now
             await asyncio.sleep(due - now)
 
-    async def _read(self, client: AsyncModbusTcpClient, request: ReadRequest, outbox: Outbox) -> list[Reading]:
+    async def _read(self, client: AsyncModbusTcpClient, request: ReadRequest, outbox: Outbox) -> ReadingColumns:
         """The readings of one request: decoded values, or bad quality for all on an exception."""
         response = await self._request(client, request)
         if not response.isError():
@@ -239,14 +239,18 @@ class ModbusSource:
             log.info("%s: %s has holes, reading it as %s", self.name, request, ", ".join(map(str, smaller)))
             index = self.requests.index(request)
             self.requests[index : index + 1] = smaller
-            return [r for part in smaller for r in await self._read(client, part, outbox)]
+            parts = ReadingColumns()
+            for part in smaller:
+                parts.extend(await self._read(client, part, outbox))
+            return parts
         message = f"{describe_exception(code)} reading {request}"
         if self._failing.get(str(request)) != message:  # once per request and error, not every poll
             log.warning("%s: %s", self.name, message)
             self._failing[str(request)] = message
         self.status.error(message)
         quality = _EXCEPTION_QUALITY.get(code, Quality.BAD_DEVICE_FAILURE)
-        return [Reading(t.name, None, quality=quality) for t in request.tags]
+        n = len(request.tags)
+        return ReadingColumns(list(request.names), [None] * n, [time.time_ns() // 1000] * n, [int(quality)] * n)
 
     async def _request(self, client: AsyncModbusTcpClient, request: ReadRequest) -> ModbusPDU:
         """Send one read; LinkDown when there is no answer."""
@@ -263,21 +267,23 @@ class ModbusSource:
         except (ModbusException, OSError) as e:  # OSError covers TimeoutError
             raise LinkDown(f"no response reading {request}: {e}") from e
 
-    def _decode(self, request: ReadRequest, values: Sequence[int], ts_us: int, outbox: Outbox) -> list[Reading]:
+    def _decode(self, request: ReadRequest, values: Sequence[int], ts_us: int, outbox: Outbox) -> ReadingColumns:
         """Readings of the tags in a response; what does not decode goes to dead letters."""
-        decoded: list[object] = [None] * len(request.tags)
+        n = len(request.tags)
+        decoded: list[object] = [None] * n
         rest: Sequence[tuple[int, ModbusTag]] = list(enumerate(request.tags))
+        not_finite: list[int] = []
         if request.table not in BIT_TABLES:
             block = self._blocks.get(id(request))
             if block is None:
                 block = self._blocks[id(request)] = (request, BlockDecoder(request.address, request.tags))
-            block[1].decode(values, decoded)
+            not_finite = block[1].decode(values, decoded)
             rest = block[1].rest
         skip = set()
         for slot, tag in rest:
             words = values[request.span(tag)]
             try:
-                decoded[slot] = tag.to_value(codec.decode(words, tag.type, tag.byte_order))
+                decoded[slot] = v = tag.to_value(codec.decode(words, tag.type, tag.byte_order))
             except ValueError as e:  # a string that is not UTF-8: nothing we can store
                 skip.add(slot)
                 # once per content, not once per poll: the device will say the same every second
@@ -286,13 +292,16 @@ class ModbusSource:
                     outbox.put_dead(f"{self.name}: cannot decode tag {tag.name!r}: {e}", _payload(tag, words))
                 continue
             self._undecodable.pop(tag.name, None)
-        good, bad = Quality.GOOD, Quality.BAD_SENSOR_FAILURE
-        return [
-            # NaN or infinity is the device's "no value"
-            Reading(tag.name, v, ts_us, bad if isinstance(v, float) and not math.isfinite(v) else good)
-            for slot, (tag, v) in enumerate(zip(request.tags, decoded))
-            if slot not in skip
-        ]
+            if isinstance(v, float) and not math.isfinite(v):
+                not_finite.append(slot)
+        quality = [int(Quality.GOOD)] * n
+        for slot in not_finite:  # NaN or infinity is the device's "no value"
+            quality[slot] = int(Quality.BAD_SENSOR_FAILURE)
+        out = ReadingColumns(list(request.names), decoded, [ts_us] * n, quality)
+        if skip:
+            keep = [i for i in range(n) if i not in skip]
+            out = ReadingColumns(*([col[i] for i in keep] for col in (out.tags, out.values, out.ts_us, out.quality)))
+        return out
 
 def _payload(tag: ModbusTag, words: Sequence[int]) -> dict[str, Any]:
     return {"tag": tag.name, "table": tag.table, "address": tag.address, "type": tag.type,

@@ -28,6 +28,7 @@ class _Group:
     slots: list[int]  # each tag's place in the request's tag order
     scale: np.ndarray | None  # None: published as decoded (integers stay integers)
     offset: np.ndarray | None
+    in_order: bool  # slots are 0..n-1 of an n-tag request
 
 
 class BlockDecoder:
@@ -53,13 +54,24 @@ class BlockDecoder:
                 [slot for slot, _ in members],
                 np.array([t.scale for _, t in members]) if scaled else None,
                 np.array([t.offset for _, t in members]) if scaled else None,
+                [slot for slot, _ in members] == list(range(len(tags))),
             ))
 
-    def decode(self, registers: Sequence[int], values: list[object]) -> None:
-        """Put each numeric tag's published value into values[slot] (the request's tag order)."""
+    def decode(self, registers: Sequence[int], values: list[object]) -> list[int]:
+        """Put each numeric tag's published value into values[slot] (the request's tag order).
+
+        Returns the slots whose value is NaN or infinite (a float device's "no value").
+        """
         wire = np.asarray(registers, dtype=">u2").view(np.uint8)
+        not_finite: list[int] = []
         for g in self.groups:
             raw = wire[g.byte_index].reshape(-1).view(g.dtype)
             out = raw if g.scale is None else raw.astype(np.float64) * g.scale + g.offset
+            if out.dtype.kind == "f" and not (finite := np.isfinite(out)).all():
+                not_finite.extend(g.slots[i] for i in np.flatnonzero(~finite))
+            if g.in_order:  # the group is the whole request, in order: no scatter needed
+                values[:] = out.tolist()
+                continue
             for slot, v in zip(g.slots, out.tolist()):
                 values[slot] = v
+        return not_finite

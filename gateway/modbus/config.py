@@ -134,7 +134,7 @@ class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only
     single_write_functions: bool = True
     """Write one coil or register with FC5/FC6; false: always FC15/FC16, for devices without FC5/FC6."""
     batch_interval: float = 0.05
-    batch_size: int = 1000
+    batch_size: int = 5000
     max_pending: int = 100_000
     """Readings kept while the sink is slow; beyond this the oldest are dropped (and counted)."""
     tags: list[ModbusTag]

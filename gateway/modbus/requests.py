@@ -9,7 +9,7 @@ less than another round trip, but a device may have holes in its map: a merged r
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable
 
 from gateway.modbus.config import BIT_TABLES, MAX_BITS, MAX_REGISTERS, TABLES, ModbusTag
@@ -23,6 +23,11 @@ class ReadRequest:
     address: int
     count: int
     tags: tuple[ModbusTag, ...]
+    names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    """The tags' names in request order (each poll's readings carry them)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "names", tuple(t.name for t in self.tags))
 
     @property
     def end(self) -> int:

@@ -89,7 +89,7 @@ class OpcUaSourceConfig(msgspec.Struct, tag="opcua", tag_field="type", kw_only=T
     stall_timeout: float = 30.0
     """No data change and no keep-alive for this long (s): the subscription is recreated."""
     batch_interval: float = 0.05
-    batch_size: int = 1000
+    batch_size: int = 5000
     max_pending: int = 100_000
     """Readings kept while the sink is slow; beyond this the oldest are dropped (and counted)."""
     tags: list[OpcUaTag] = msgspec.field(default_factory=list)

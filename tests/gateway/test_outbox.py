@@ -6,7 +6,7 @@ import asyncio
 import time
 
 from gateway.outbox import Outbox
-from gateway.source import Reading, SourceStatus
+from gateway.source import Reading, ReadingColumns, SourceStatus
 from gateway.testing import MemorySink
 
 
@@ -58,3 +58,37 @@ async def test_readings_without_a_device_time_are_stamped_when_put():
     stamps = {r.tag: r.source_ts for r in sink.readings}
     assert before <= stamps["a"] <= stamps["b"] <= time.time_ns() // 1000
     assert stamps["c"] == 123  # the device's own time is kept
+
+
+async def test_columns_and_single_readings_keep_their_order_and_the_oldest_go_first():
+    sink = MemorySink()
+    status = SourceStatus("s", "test")
+    outbox = Outbox(sink, status, batch_size=10, batch_interval=1.0, max_pending=25)
+    outbox.put(Reading("a", 0, 5))
+    outbox.put_columns(ReadingColumns([f"t{i}" for i in range(20)], list(range(1, 21)), [7] * 20, [192] * 20))
+    outbox.put_many(Reading("b", v, 9) for v in range(21, 31))
+    await outbox.flush()
+    assert [r.value for r in sink.readings] == list(range(6, 31))  # 31 put, 25 kept: the first six dropped
+    assert outbox.dropped == 6 and status.readings_total == 25
+    assert {r.source_ts for r in sink.readings if r.tag.startswith("t")} == {7}
+
+
+async def test_a_fast_source_makes_a_record_per_batch_not_one_per_publish():
+    sizes: list[int] = []
+
+    class CountingSink(SlowSink):
+        async def publish(self, readings):  # type: ignore[no-untyped-def]
+            sizes.append(len(readings))
+            await super().publish(readings)
+
+    outbox = Outbox(CountingSink(), SourceStatus("s", "test"), batch_size=100, batch_interval=0.5, max_pending=10_000)
+    runner = asyncio.create_task(outbox.run())
+    outbox.put_many(Reading("t", i) for i in range(100))  # a whole batch: published at once
+    await asyncio.sleep(0.005)
+    outbox.put_many(Reading("t", i) for i in range(100, 130))  # arrives while that publish (20 ms) runs
+    await asyncio.sleep(0.2)
+    assert sizes == [100]  # the 30 wait for a batch's worth or the interval, not a record of their own
+    await asyncio.sleep(0.5)
+    assert sizes == [100, 30]
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
