@@ -32,6 +32,7 @@ from historian.samples import Batch, DeadLetter, Event, Sample, SampleBatch, fro
 log = logging.getLogger(__name__)
 
 DAY_US = 86_400_000_000
+MINUTE_US = 60_000_000
 _COPY_SAMPLES = "COPY {table} (tag_id, ts, value, quality) FROM STDIN (FORMAT BINARY)"
 
 
@@ -101,6 +102,26 @@ def dirty_span(samples: SampleBatch) -> tuple[list[int], int, int] | None:
     if len(samples) == 0:
         return None
     return np.unique(samples.tag_id).tolist(), int(samples.ts_us.min()), int(samples.ts_us.max())
+
+
+def merge_spans(
+    spans: list[tuple[list[int], int, int]], gap_us: int = MINUTE_US
+) -> list[tuple[list[int], int, int]]:
+    """Dirty spans with one mark per run of batches that touched the same tags within gap_us of each other.
+
+    A poll's batches follow each other a few ms apart: one mark for the lot instead of one each.
+    A backfill and live data flushed together stay apart, so the refresher does not recompute
+    every minute between them.
+    """
+    merged: list[tuple[list[int], int, int]] = []
+    for tags, lo, hi in spans:
+        if merged:
+            m_tags, m_lo, m_hi = merged[-1]
+            if m_tags == tags and lo <= m_hi + gap_us and hi >= m_lo - gap_us:
+                merged[-1] = (m_tags, min(m_lo, lo), max(m_hi, hi))
+                continue
+        merged.append((tags, lo, hi))
+    return merged
 
 
 class HistorianWriter:
@@ -411,9 +432,9 @@ class HistorianWriter:
             return max(cur.rowcount, 0)
 
     async def _mark_dirty(self, conn: psycopg.AsyncConnection, parts: list[SampleBatch]) -> None:
-        # one mark per submitted batch, not per flush: a backfill and live data flushed together
-        # must not mark every minute between them
-        spans = [span for span in map(dirty_span, parts) if span is not None]
+        # marks per run of neighbouring batches, not per flush: a backfill and live data flushed
+        # together must not mark every minute between them
+        spans = merge_spans([span for span in map(dirty_span, parts) if span is not None])
         if not spans:
             return
         async with conn.cursor() as cur:

@@ -12,6 +12,7 @@ from historian.config import HistorianConfig
 from historian.db import connect
 from historian.maintenance import ensure_partitions
 from historian.samples import Batch, to_us
+from historian.writer import MINUTE_US, merge_spans
 from historian.writer import HistorianWriter
 from tests.historian.helpers import T0, at, scalar, setup_tags
 
@@ -243,3 +244,18 @@ async def test_writer_keeps_going_after_a_refused_batch(conn, dsn):
         r1 = await w.write_records([Sample("nope", at(0), 1.0)])
         r2 = await w.write(numeric_batch(reg, 10))
     assert (r1.dead_letters, r2.written) == (1, 10)
+
+
+def test_neighbouring_batches_of_the_same_tags_share_one_rollup_mark() -> None:
+    t0 = 1_800_000_000_000_000
+    polls = [([1, 2], t0 + i * 10_000, t0 + i * 10_000 + 5_000) for i in range(30)]  # a poll every 10 ms
+    assert merge_spans(polls) == [([1, 2], t0, t0 + 29 * 10_000 + 5_000)]
+
+
+def test_a_backfill_and_live_data_keep_their_own_rollup_marks() -> None:
+    live = 1_800_000_000_000_000
+    day_ago = live - 86_400_000_000
+    spans = [([1], day_ago, day_ago + 1_000), ([1], live, live + 1_000), ([2], live + 2_000, live + 3_000)]
+    assert merge_spans(spans) == spans  # a day apart, or other tags: nothing in between gets marked
+    assert merge_spans([([1], live, live + 1), ([1], live + MINUTE_US + 2, live + MINUTE_US + 3)]) == [
+        ([1], live, live + 1), ([1], live + MINUTE_US + 2, live + MINUTE_US + 3)]
