@@ -1,7 +1,8 @@
 """Gateway end to end: device -> adapter -> spool (fsync) -> forwarder -> writer -> TimescaleDB, per protocol.
 
     python -m bench.gateway [--protocol all|opcua|modbus|sparkplug] [--seconds 8] [--rounds 2]
-                            [--latency-seconds 8] [--latency-rate 10000] [--dsn URI] [--mqtt mqtt://host:port]
+                            [--latency-seconds 8] [--latency-rate 10000] [--ceiling-rows 2000000]
+                            [--dsn URI] [--mqtt mqtt://host:port]
 
 For each protocol the simulated plant device runs in a child process (its own interpreter, so it
 is not scheduled inside the gateway's event loop), and this process runs:
@@ -17,7 +18,10 @@ is not scheduled inside the gateway's event loop), and this process runs:
    acknowledged to forward()); the best round of each side is compared (ratio_to_bare);
 3. a GATEWAY LATENCY phase: the same pipeline with the device paced at --latency-rate samples/s;
    the latency of every committed sample = wall-clock time its batch's commit was acknowledged to
-   forward() - its source timestamp (the device's time; Modbus has none: the gateway's stamp).
+   forward() - its source timestamp (the device's time; Modbus has none: the gateway's stamp);
+4. a HISTORIAN CEILING: raw binary COPY of ready-made rows of the same tag count into a table
+   shaped like samples, with one connection and with two, nothing else running. It is what the
+   database alone commits here, so historian_ceiling says whether 0.8 x bare is reachable at all.
 
 Push devices (OPC UA, Sparkplug) produce as fast as they can in the bare and gateway rounds, but
 never more than a window of samples ahead of what the consumer (bare client, or the gateway's
@@ -50,7 +54,7 @@ import numpy as np
 import psycopg
 from psycopg import conninfo
 
-from bench.ingest import ROOT, default_dsn
+from bench.ingest import ROOT, copy_table_days, default_dsn, make_batches, make_copy_table, run_copy
 from bench.scratch import scratch_database
 from historian.db import connect
 
@@ -416,6 +420,11 @@ class GatedSink:
             raise asyncio.CancelledError
         await self.inner.publish(readings)
 
+    async def publish_columns(self, columns: Any) -> None:
+        if self.closed:
+            raise asyncio.CancelledError
+        await self.inner.publish_columns(columns)
+
     async def dead_letter(self, reason: str, payload: dict[str, Any]) -> None:
         if self.closed:
             raise asyncio.CancelledError
@@ -513,19 +522,32 @@ def _proc_cpu(pid: int) -> float:
         return float("nan")
 
 
+def _machine_busy() -> tuple[float, float]:
+    """CPU seconds the whole machine has spent busy and idle so far (every process, the kernel's own work too)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")
+
+
 class CpuMeter:
-    """Cores used by this process (the consumer: bare client or gateway) and the plant child over a phase."""
+    """Cores used over a phase by this process (the consumer: bare client or gateway), the plant child, the machine.
+
+    The machine's figure holds what the other two do not: PostgreSQL, the broker, the kernel's
+    work for fsync and loopback sockets. Near machine_cpus, the phase was bound by CPU.
+    """
 
     def __init__(self, plant: PlantProcess) -> None:
         self.plant_pid = plant.proc.pid or 0
         self.t0 = time.monotonic()
         self.me0 = time.process_time()
         self.plant0 = _proc_cpu(self.plant_pid)
+        self.machine0 = _machine_busy()[0]
 
     def read(self) -> dict[str, float]:
         wall = time.monotonic() - self.t0
         return {"consumer_process_cores": round((time.process_time() - self.me0) / wall, 2),
-                "plant_process_cores": round((_proc_cpu(self.plant_pid) - self.plant0) / wall, 2)}
+                "plant_process_cores": round((_proc_cpu(self.plant_pid) - self.plant0) / wall, 2),
+                "machine_busy_cores": round((_machine_busy()[0] - self.machine0) / wall, 2)}
 
     def consumer_seconds(self) -> float:
         """CPU seconds this process has used since the meter started."""
@@ -551,6 +573,41 @@ class Db:
     async def dead_letters(self) -> int:
         cur = await self.conn.execute("SELECT count(*) FROM dead_letters")
         return int((await cur.fetchone())[0])
+
+
+async def historian_ceiling(db: Db, tags: int, rows: int, rounds: int) -> dict[str, Any]:
+    """Raw binary COPY of ready-made rows shaped like the protocol's: what the database alone commits.
+
+    The rows (``tags`` tags, one per tag per second) go into bench_copy, a table shaped like
+    samples (same hypertable or partitions, same unique index), in batches of the writer's
+    flush_rows, one transaction each; with one connection (the writer's) and with two at once.
+    Nothing else runs meanwhile: no device, no adapter, no spool. No gateway on this machine
+    can commit more than this, so it bounds what ratio_to_bare can reach.
+    """
+    from historian.config import HistorianConfig
+
+    batch = HistorianConfig(dsn=db.dsn).flush_rows
+    await make_copy_table(db.conn)
+    start_us = (time.time_ns() // 1000 // 86_400_000_000 - 3) * 86_400_000_000
+    batches = make_batches(rows, list(range(1, tags + 1)), batch, start_us)
+    await copy_table_days(db.conn, batches)
+    payloads = [b.to_copy_binary() for b in batches]
+    best: dict[int, float] = {}
+    for r in range(rounds):
+        for n in ((1, 2) if r % 2 == 0 else (2, 1)):
+            await db.conn.execute("TRUNCATE bench_copy")
+            await db.conn.execute("CHECKPOINT")
+            t0 = time.perf_counter()
+            await asyncio.gather(*(run_copy(db.dsn, payloads[i::n]) for i in range(n)))
+            rate = rows / (time.perf_counter() - t0)
+            best[n] = max(best.get(n, 0.0), rate)
+            say(f"historian ceiling round {r + 1}: raw COPY with {n} connection(s) {rate:,.0f} rows/s")
+    await db.conn.execute("DROP TABLE bench_copy")
+    return {"copy_rows_per_s_1_connection": round(best[1]), "copy_rows_per_s_2_connections": round(best[2]),
+            "rows": rows, "tags": tags, "batch_rows": batch, "rounds": rounds,
+            "definition": "ready-made binary COPY payloads into a table shaped like samples (same unique index), "
+                          "one transaction per batch of the writer's flush_rows, alone on the machine (no device, "
+                          "no gateway); best round; with 2 connections the batches are split between them"}
 
 
 def latency_stats(acks: list[tuple[float, np.ndarray, int]], t_from: float) -> dict[str, Any]:
@@ -642,7 +699,7 @@ def bare_pace(bares: list[dict[str, Any]], bare_key: str) -> dict[str, Any]:
 
 def assemble(args: argparse.Namespace, proto: str, workload: dict[str, Any], bares: list[dict[str, Any]],
              bare_key: str, bare_definition: str, gateways: list[dict[str, Any]], lat: dict[str, Any],
-             pipe: Pipeline, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+             pipe: Pipeline, ceiling: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """The JSON line of one protocol: best round of each side, the latency phase, the targets."""
     best_gw = max(gateways, key=lambda g: g["samples_per_s"])
     best_bare = max(b[bare_key] for b in bares)
@@ -699,6 +756,17 @@ def assemble(args: argparse.Namespace, proto: str, workload: dict[str, Any], bar
     result["target_note"] = ("the latency check also needs the latency phase to have reached at least 90% of "
                              f"{LATENCY_RATE:,} samples/s at the device (achieved: {achieved:,}/s)")
     result["meets_target"] = all(checks.values())
+    # the ratio target in rows/s, next to what the database alone commits: above it, no gateway can reach it here
+    needed = RATIO_TARGET * best_bare
+    limit = max(ceiling["copy_rows_per_s_1_connection"], ceiling["copy_rows_per_s_2_connections"])
+    result["historian_ceiling"] = {
+        **ceiling,
+        "ratio_target_samples_per_s": round(needed),
+        "ratio_target_over_ceiling": round(needed / limit, 3),
+        "ratio_target_reachable": needed <= limit,
+        "gateway_ratio_to_ceiling_1_connection": round(best_gw["samples_per_s"]
+                                                       / ceiling["copy_rows_per_s_1_connection"], 3),
+    }
     return result
 
 
@@ -802,10 +870,11 @@ async def bench_opcua(args: argparse.Namespace, db: Db) -> dict[str, Any]:
             "max_phase_pacing": f"as fast as the plant can set, at most {OPCUA_WINDOW:,} sets ahead of what the "
                                 "consumer has taken",
         }
+        ceiling = await historian_ceiling(db, OPCUA_MACHINES * len(OPCUA_SIGNALS), args.ceiling_rows, args.rounds)
         return assemble(args, "opcua", workload, bares, "notifications_per_s",
                         "plain asyncua Client subscription (same nodes, publishing interval 0.05 s, queue size, "
                         "sampling 0, handler callback): data-change notifications received / (first set -> last "
-                        "notification)", gateways, lat, pipe)
+                        "notification)", gateways, lat, pipe, ceiling)
     finally:
         await pipe.close()
         await plant.stop()
@@ -891,10 +960,11 @@ async def bench_modbus(args: argparse.Namespace, db: Db) -> dict[str, Any]:
             "latency_poll_interval_s": MODBUS_REGISTERS / args.latency_rate,
             "timestamps": "Modbus has none: the gateway stamps readings at SpoolSink.publish, after the read",
         }
+        ceiling = await historian_ceiling(db, MODBUS_REGISTERS, args.ceiling_rows, args.rounds)
         return assemble(args, "modbus", workload, bares, "registers_per_s",
                         "plain pymodbus AsyncModbusTcpClient loop of read_holding_registers(0, count=100): "
                         "registers/s = reads/s x 100 (one register = one uint16 tag value, the gateway's tag set)",
-                        gateways, lat, pipe,
+                        gateways, lat, pipe, ceiling,
                         {"latency_note": "Modbus latency runs from the gateway's stamp (taken after the read) to "
                                          "the commit: spool, forwarder and writer only"})
     finally:
@@ -1012,11 +1082,12 @@ async def bench_sparkplug(args: argparse.Namespace, db: Db) -> dict[str, Any]:
             "max_phase_pacing": f"as fast as the plant can publish, at most {SPARKPLUG_WINDOW_MESSAGES} messages "
                                 "ahead of what the consumer has taken",
         }
+        ceiling = await historian_ceiling(db, SPARKPLUG_DEVICES * SPARKPLUG_METRICS, args.ceiling_rows, args.rounds)
         return assemble(args, "sparkplug", workload, bares, "metrics_per_s",
                         "plain aiomqtt subscriber (same broker, topic filter spBv1.0/<group>/#, QoS 1 "
                         "subscription): every payload decoded with gateway/mqtt/sparkplug_b_pb2 Payload.FromString "
                         "and its metrics counted; DDATA metrics / (first publish -> last DDATA received)",
-                        gateways, lat, pipe)
+                        gateways, lat, pipe, ceiling)
     finally:
         await pipe.close()
         await plant.stop()
@@ -1047,6 +1118,8 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2, help="rounds of bare client and gateway, alternating")
     p.add_argument("--latency-seconds", type=float, default=8.0)
     p.add_argument("--latency-rate", type=float, default=float(LATENCY_RATE), help="samples/s of the latency phase")
+    p.add_argument("--ceiling-rows", type=int, default=2_000_000,
+                   help="rows of the raw COPY ceiling measured after each protocol's rounds")
     p.add_argument("--dsn", help="server to make a scratch database on (default: the services' TimescaleDB)")
     p.add_argument("--mqtt", default=default_mqtt(), help="broker URL (default: the services' Mosquitto)")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)

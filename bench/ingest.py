@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psycopg
 
 from bench.scratch import scratch_database
 from historian.config import HistorianConfig
@@ -53,6 +54,23 @@ def make_batches(n: int, tags: list[int], batch: int, start_us: int) -> list[Sam
     value = np.cumsum(rng.normal(size=n)).astype(np.float64)
     full = SampleBatch.from_columns(tag_id, ts, value)
     return [full.take(slice(i, i + batch)) for i in range(0, n, batch)]
+
+
+async def make_copy_table(conn: psycopg.AsyncConnection) -> None:
+    """bench_copy: a table shaped like samples (hypertable or partitioned, same unique index), for raw COPY."""
+    await conn.execute(
+        "DO $$ BEGIN EXECUTE 'CREATE TABLE bench_copy (LIKE samples INCLUDING DEFAULTS)' "
+        "|| sf_partition_clause(); PERFORM sf_make_timeseries('bench_copy'); END $$"
+    )
+    await conn.execute("CREATE UNIQUE INDEX ON bench_copy (tag_id, ts)")
+
+
+async def copy_table_days(conn: psycopg.AsyncConnection, batches: list[SampleBatch]) -> None:
+    """Make the day partitions the batches need, in samples and bench_copy (a no-op on TimescaleDB)."""
+    first = from_us(min(int(b.ts_us.min()) for b in batches)).date()
+    last = from_us(max(int(b.ts_us.max()) for b in batches)).date()
+    await ensure_partitions(conn, first, last)
+    await conn.execute("SELECT sf_ensure_partitions('bench_copy', %s, %s)", (first, last))
 
 
 async def run_writer(dsn: str, batches: list[SampleBatch], batch: int) -> float:
@@ -89,16 +107,10 @@ async def main_async(args: argparse.Namespace) -> dict:
         conn = await connect(dsn)
         kind = await backend(conn)
         reg = await register(conn, [TagSpec(f"bench.t{i:05d}", "machine") for i in range(args.tags)])
-        await conn.execute(
-            "DO $$ BEGIN EXECUTE 'CREATE TABLE bench_copy (LIKE samples INCLUDING DEFAULTS)' "
-            "|| sf_partition_clause(); PERFORM sf_make_timeseries('bench_copy'); END $$"
-        )
-        await conn.execute("CREATE UNIQUE INDEX ON bench_copy (tag_id, ts)")
+        await make_copy_table(conn)
         start_us = (time.time_ns() // 1000 // 86_400_000_000 - 2) * 86_400_000_000
         batches = make_batches(args.samples, [t.id for t in reg.by_name.values()], args.batch, start_us)
-        first, last = from_us(start_us).date(), from_us(int(batches[-1].ts_us[-1])).date()
-        await ensure_partitions(conn, first, last)
-        await conn.execute("SELECT sf_ensure_partitions('bench_copy', %s, %s)", (first, last))
+        await copy_table_days(conn, batches)
         payloads = [b.to_copy_binary() for b in batches]
         writer_s: list[float] = []
         copy_s: list[float] = []
