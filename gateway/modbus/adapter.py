@@ -219,8 +219,12 @@ class ModbusSource:
             await outbox.wait_for_room()  # a slow sink slows the polls down rather than losing readings
             due += interval
             now = loop.time()
-            if due < now:  # a slow device: start again now rather than in a burst of late polls
+            if due <= now:
+                # late (a slow device, or polling flat out): start again now rather than in a burst of
+                # late polls, and send at once: the spool's and historian's tasks run while the device
+                # answers, not between its answer and the next request
                 due = now
+                continue
             await asyncio.sleep(due - now)
 
     async def _read(self, client: AsyncModbusTcpClient, request: ReadRequest, outbox: Outbox) -> ReadingColumns:
