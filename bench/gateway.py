@@ -522,11 +522,11 @@ def _proc_cpu(pid: int) -> float:
         return float("nan")
 
 
-def _machine_busy() -> tuple[float, float]:
-    """CPU seconds the whole machine has spent busy and idle so far (every process, the kernel's own work too)."""
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has spent busy so far (every process, the kernel's own work too)."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     idle = fields[3] + fields[4]  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK"), idle / os.sysconf("SC_CLK_TCK")
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:
@@ -541,13 +541,13 @@ class CpuMeter:
         self.t0 = time.monotonic()
         self.me0 = time.process_time()
         self.plant0 = _proc_cpu(self.plant_pid)
-        self.machine0 = _machine_busy()[0]
+        self.machine0 = _machine_busy()
 
     def read(self) -> dict[str, float]:
         wall = time.monotonic() - self.t0
         return {"consumer_process_cores": round((time.process_time() - self.me0) / wall, 2),
                 "plant_process_cores": round((_proc_cpu(self.plant_pid) - self.plant0) / wall, 2),
-                "machine_busy_cores": round((_machine_busy()[0] - self.machine0) / wall, 2)}
+                "machine_busy_cores": round((_machine_busy() - self.machine0) / wall, 2)}
 
     def consumer_seconds(self) -> float:
         """CPU seconds this process has used since the meter started."""

@@ -48,13 +48,14 @@ class BlockDecoder:
             dtype = np.dtype(_DTYPE[type_])
             positions = np.array(codec.byte_layout(dtype.itemsize, order), dtype=np.intp)
             starts = np.array([(t.address - address) * 2 for _, t in members], dtype=np.intp)
+            slots = [slot for slot, _ in members]
             self.groups.append(_Group(
                 dtype,
                 starts[:, None] + positions[None, :],
-                [slot for slot, _ in members],
+                slots,
                 np.array([t.scale for _, t in members]) if scaled else None,
                 np.array([t.offset for _, t in members]) if scaled else None,
-                [slot for slot, _ in members] == list(range(len(tags))),
+                slots == list(range(len(tags))),
             ))
 
     def decode(self, registers: Sequence[int], values: list[object]) -> list[int]:
