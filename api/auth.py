@@ -24,6 +24,28 @@ def caller(connection: ASGIConnection) -> ApiUser:  # type: ignore[type-arg]
     raise NotAuthorizedException("missing or unknown API key (Authorization: Bearer <key> or X-API-Key)")
 
 
+ROLE_RANK = {"viewer": 0, "operator": 1, "engineer": 2, "admin": 3}
+
+
+def requires(role: str):  # type: ignore[no-untyped-def]
+    """Guard factory: the caller's role must be `role` or above (viewer < operator < engineer < admin).
+
+    Every route declares its role with `guards=[requires("viewer")]` (on the handler or its controller);
+    the guard carries `.role` so the route table can be checked for routes that declare none.
+    """
+    if role not in ROLE_RANK:
+        raise ValueError(f"unknown role {role!r}")
+
+    def guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+        user = caller(connection)
+        if ROLE_RANK.get(user.role, -1) < ROLE_RANK[role]:
+            raise PermissionDeniedException(f"user {user.name!r} has role {user.role!r}; this needs {role}")
+
+    guard.role = role  # type: ignore[attr-defined]
+    guard.__name__ = f"requires_{role}"
+    return guard
+
+
 def may_write(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
     """Guard: only operators and engineers write to devices."""
     user = caller(connection)

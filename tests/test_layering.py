@@ -1,4 +1,8 @@
-"""Imports flow one way: api -> analytics -> twin -> historian, gateway -> historian; plant apart."""
+"""Imports flow one way: api -> analytics -> twin -> historian, gateway -> historian; plant apart.
+
+New rooms: inspection (models and store; used by api and by gateway's camera source) and scheduling
+(a pure solver plus a thin store; used by api).
+"""
 
 import ast
 from pathlib import Path
@@ -6,13 +10,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = {"api", "analytics", "twin", "historian", "gateway", "plant", "shopfloor", "bench"}
+OURS = {"api", "analytics", "twin", "historian", "gateway", "plant", "shopfloor", "bench", "inspection", "scheduling"}
 ALLOWED = {
     "historian": set(),
     "twin": {"historian"},
     "analytics": {"twin", "historian"},
-    "api": {"analytics", "twin", "historian"},
-    "gateway": {"historian"},
+    "api": {"analytics", "twin", "historian", "inspection", "scheduling"},
+    "inspection": {"twin", "historian"},
+    "scheduling": {"historian"},
+    "gateway": {"historian", "inspection"},
     "plant": set(),
 }
 

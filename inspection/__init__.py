@@ -1,0 +1,1 @@
+"""Camera inspection: defect models (training, ONNX serving), the inspection store and the camera folder source."""
