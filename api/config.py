@@ -3,8 +3,8 @@
 import msgspec
 
 
-ROLES = ("viewer", "operator", "engineer")
-WRITE_ROLES = ("operator", "engineer")
+ROLES = ("viewer", "operator", "engineer", "admin")
+WRITE_ROLES = ("operator", "engineer", "admin")
 
 
 class ApiUser(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

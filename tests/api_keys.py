@@ -1,0 +1,24 @@
+"""API keys for tests: one user per role, the app settings holding them, and the headers presenting them.
+
+Every test that calls the API builds its app with `api_config()` and sends `auth(role)`; how keys are
+stored (config, database, hashes) may change behind these two functions, their signatures stay.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.config import ROLES, ApiConfig, ApiUser
+
+KEYS = {role: f"test-{role}-key-0123456789abcdef" for role in ROLES}
+
+
+def api_config(**settings: Any) -> ApiConfig:
+    """API settings with one user per role (name `test-<role>`), plus any other settings given."""
+    return ApiConfig(users=[ApiUser(name=f"test-{role}", key=key, role=role) for role, key in KEYS.items()],
+                     **settings)
+
+
+def auth(role: str = "viewer") -> dict[str, str]:
+    """Headers that present the test key of `role`."""
+    return {"Authorization": f"Bearer {KEYS[role]}"}
