@@ -12,6 +12,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, QueryParameter
 
+from api.auth import requires
 from api.deps import provide_conn
 from historian.errors import InvalidParameterError
 
@@ -52,6 +53,7 @@ class MachineController(Controller):
 
     path = "/api/v1/machines"
     tags = ["twin"]
+    guards = [requires("viewer")]
     dependencies = {"conn": Provide(provide_conn)}
 
     @get("/", summary="Every machine the twin mirrors")
@@ -77,6 +79,7 @@ class AlarmController(Controller):
 
     path = "/api/v1/alarms"
     tags = ["twin"]
+    guards = [requires("viewer")]
     dependencies = {"conn": Provide(provide_conn)}
 
     @get("/", summary="SPC alarms, newest first")

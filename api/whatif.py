@@ -11,6 +11,7 @@ from litestar import Controller, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
+from api.auth import requires
 from api.deps import provide_conn
 from historian.errors import InvalidParameterError
 from twin.whatif import Machine, Order, Scenario, WhatIfRequest, WhatIfResult, Window, Wip, compare
@@ -45,6 +46,7 @@ class WhatIfController(Controller):
 
     path = "/api/v1/whatif"
     tags = ["twin"]
+    guards = [requires("viewer")]
     dependencies = {"conn": Provide(provide_conn)}
 
     @post("/", summary="Run the line model under scenarios", status_code=200)
