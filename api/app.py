@@ -7,10 +7,13 @@ from typing import AsyncIterator
 
 from litestar import Litestar, Response
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
 from psycopg_pool import AsyncConnectionPool
 
+from api.auth import SCHEME
 from api.config import ApiConfig
 from api.errors import HANDLERS
+from api.keys import KeyStore
 from api.kpi import KpiController
 from api.machines import AlarmController, MachineController
 from api.mes import mes_router
@@ -29,9 +32,16 @@ async def _configure(conn) -> None:  # type: ignore[no-untyped-def]
     await conn.execute("SET TIME ZONE 'UTC'")
 
 
-def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int = 8) -> Litestar:
+_SECURITY = Components(security_schemes={
+    SCHEME: SecurityScheme(type="http", scheme="bearer", description="an API key: `Authorization: Bearer <key>` "
+                           "(or `X-API-Key: <key>`); 401 without a known key, 403 when its role is too low"),
+})
+
+
+def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | None = None) -> Litestar:
     """The API over the historian at dsn."""
     api_config = config or ApiConfig()
+    pool_size = pool_size or api_config.pool_size
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -40,6 +50,7 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int = 8)
         await pool.open(wait=False)
         app.state.pool = pool
         app.state.api_config = api_config
+        app.state.key_store = KeyStore()
         try:
             yield
         finally:
@@ -56,5 +67,6 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int = 8)
         lifespan=[lifespan],
         after_request=count,
         logging_config=None,  # logging is the process's to set up, quiet by default
-        openapi_config=OpenAPIConfig(title="Shopfloor", version="0.1.0", path="/schema"),
+        openapi_config=OpenAPIConfig(title="Shopfloor", version="0.1.0", path="/schema", components=_SECURITY,
+                                     security=[{SCHEME: []}]),
     )

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_404_NOT_FOUND
 
+from api.auth import requires
 from analytics.kpi import GROUPS, KpiRow, UnknownScopeError, kpis
 from api.deps import provide_conn
 from historian.errors import InvalidParameterError
@@ -28,6 +29,7 @@ class KpiController(Controller):
 
     path = "/api/v1/kpi"
     tags = ["analytics"]
+    guards = [requires("viewer")]
     dependencies = {"conn": Provide(provide_conn)}
     exception_handlers = {UnknownScopeError: unknown_scope}  # type: ignore[dict-item]
 

@@ -9,6 +9,7 @@ import psycopg
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 
+from api.auth import requires
 from api.deps import provide_conn
 
 
@@ -35,6 +36,7 @@ class SourceController(Controller):
 
     path = "/api/v1/sources"
     tags = ["gateway"]
+    guards = [requires("viewer")]
     dependencies = {"conn": Provide(provide_conn)}
 
     @get("/", summary="Gateway sources and their health")

@@ -16,6 +16,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_404_NOT_FOUND, HTTP_422_UNPROCESSABLE_ENTITY
 
+from api.auth import requires
 from analytics.spc import build, limits
 from analytics.spc.capability import Capability, Spec
 from analytics.spc.charts import CHARTS, Chart, ChartDataError, Options, rule_names
@@ -229,6 +230,7 @@ class SpcController(Controller):
 
     path = "/api/v1/spc"
     tags = ["spc"]
+    guards = [requires("viewer")]
     dependencies = {"conn": Provide(provide_conn)}
     exception_handlers = {ChartDataError: not_enough_data, UnknownMachineError: unknown_machine}  # type: ignore[dict-item]
 
@@ -277,7 +279,7 @@ class SpcController(Controller):
         spec, updated = row
         return SpecOut(ref.name, spec.lsl, spec.usl, spec.target, updated)
 
-    @put("/{tag:str}/spec", summary="Set specification limits of a tag")
+    @put("/{tag:str}/spec", summary="Set specification limits of a tag", guards=[requires("engineer")])
     async def put_spec(
         self, conn: NamedDependency[psycopg.AsyncConnection], tag: FromPath[str], data: JSONBody[SpecIn]
     ) -> SpecOut:
@@ -295,7 +297,7 @@ class SpcController(Controller):
         updated = await limits.put_spec(conn, ref.id, spec)
         return SpecOut(ref.name, spec.lsl, spec.usl, spec.target, updated)
 
-    @post("/{tag:str}/limits", summary="Freeze control limits from a baseline period", status_code=201)
+    @post("/{tag:str}/limits", summary="Freeze control limits from a baseline period", status_code=201, guards=[requires("engineer")])
     async def freeze(
         self, conn: NamedDependency[psycopg.AsyncConnection], tag: FromPath[str], data: JSONBody[LimitsIn]
     ) -> FrozenOut:

@@ -7,6 +7,7 @@ from litestar import Controller, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
+from api.auth import metrics_guard
 from historian.db import backend
 from historian.metrics import METRICS
 
@@ -17,7 +18,7 @@ class SystemController(Controller):
     path = "/"
     tags = ["system"]
 
-    @get("/health", summary="Health")
+    @get("/health", summary="Health", security=[{}])
     async def health(self, state: State) -> Response[dict[str, str]]:
         """200 with the database backend when the database answers, else 503 with the error."""
         try:
@@ -30,7 +31,7 @@ class SystemController(Controller):
                 status_code=HTTP_503_SERVICE_UNAVAILABLE,
             )
 
-    @get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT)
+    @get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT, guards=[metrics_guard])
     async def metrics(self) -> str:
         """Every counter and gauge of this process in the Prometheus text format."""
         return METRICS.render()

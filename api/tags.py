@@ -12,6 +12,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
+from api.auth import requires
 from api.deps import provide_conn
 from historian import query
 from historian.errors import InvalidParameterError
@@ -103,6 +104,7 @@ class TagController(Controller):
 
     path = "/api/v1/tags"
     tags = ["historian"]
+    guards = [requires("viewer")]
     dependencies = {"conn": Provide(provide_conn)}
 
     @get("/", summary="List tags")

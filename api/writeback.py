@@ -14,7 +14,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_403_FORBIDDEN, HTTP_502_BAD_GATEWAY, HTTP_504_GATEWAY_TIMEOUT
 from psycopg.types.json import Jsonb
 
-from api.auth import caller, may_write
+from api.auth import caller, requires
 from api.deps import provide_conn
 from historian.errors import UnknownTagError
 
@@ -42,7 +42,7 @@ class WriteController(Controller):
 
     path = "/api/v1/tags"
     tags = ["write-back"]
-    guards = [may_write]
+    guards = [requires("operator")]
     dependencies = {"conn": Provide(provide_conn)}
 
     @post("/{name:str}/write", summary="Write a value to a device", status_code=HTTP_200_OK)
@@ -51,7 +51,7 @@ class WriteController(Controller):
         name: FromPath[str], data: JSONBody[WriteIn],
     ) -> Response[WriteOut]:
         """Queue the write, wake the gateway, and wait for it to report done, failed or refused."""
-        user = caller(request)
+        user = await caller(request)
         cur = await conn.execute("SELECT id, writable FROM tags WHERE name = %s", (name,))
         row = await cur.fetchone()
         if row is None:

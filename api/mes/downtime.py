@@ -11,6 +11,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
+from api.auth import requires
 from api.mes.lookup import id_of
 from api.mes.shifts import check_window
 from api.mes.types import Code, Timestamp
@@ -42,8 +43,9 @@ class DowntimeController(Controller):
 
     path = "/downtime"
     tags = ["mes: machine"]
+    guards = [requires("viewer")]
 
-    @post("/", summary="Plan a stop")
+    @post("/", summary="Plan a stop", guards=[requires("operator")])
     async def create_downtime(self, conn: NamedDependency[psycopg.AsyncConnection],
                               data: JSONBody[DowntimeIn]) -> DowntimeOut:
         """A maintenance window, planned stop, break or no-orders time of a known machine."""

@@ -11,6 +11,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
+from api.auth import requires
 from api.mes.errors import refusals
 from api.mes.lookup import id_of
 from api.mes.shifts import check_window
@@ -49,8 +50,9 @@ class EnergyController(Controller):
 
     path = "/energy"
     tags = ["mes: energy"]
+    guards = [requires("viewer")]
 
-    @post("/meters", summary="Map a meter to a machine")
+    @post("/meters", summary="Map a meter to a machine", guards=[requires("engineer")])
     async def create_meter(self, conn: NamedDependency[psycopg.AsyncConnection], data: JSONBody[MeterIn]) -> MeterOut:
         """A known tag measuring part of a known machine (422 naming the one that is not); 409 when mapped already."""
         tag = await id_of(conn, "tag", data.tag, "tag")

@@ -11,6 +11,7 @@ from litestar import Controller, get, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.di import NamedDependency
 
+from api.auth import requires
 from api.mes.errors import UnknownEntityError, refusals
 from api.mes.lookup import id_of
 from api.mes.types import Code, Quantity
@@ -92,8 +93,9 @@ class ItemController(Controller):
 
     path = "/items"
     tags = ["mes: material"]
+    guards = [requires("viewer")]
 
-    @post("/", summary="Register an item")
+    @post("/", summary="Register an item", guards=[requires("engineer")])
     async def create_item(self, conn: NamedDependency[psycopg.AsyncConnection], data: JSONBody[ItemIn]) -> ItemOut:
         """A new material; 409 when its code is taken."""
         with refusals(f"item {data.code!r}"):
@@ -133,8 +135,9 @@ class LotController(Controller):
 
     path = "/lots"
     tags = ["mes: material"]
+    guards = [requires("viewer")]
 
-    @post("/", summary="Create a lot")
+    @post("/", summary="Create a lot", guards=[requires("operator")])
     async def create_lot(self, conn: NamedDependency[psycopg.AsyncConnection], data: JSONBody[LotIn]) -> LotOut:
         """A new lot of a known item (422 naming `item` otherwise); 409 when its id is taken."""
         with refusals(f"lot {data.id!r}"):

@@ -11,6 +11,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
+from api.auth import requires
 from api.mes.errors import refusals
 from api.mes.lookup import id_of, optional_id
 from api.mes.types import Code, Positive, Quantity
@@ -80,8 +81,9 @@ class ProductController(Controller):
 
     path = "/products"
     tags = ["mes: method"]
+    guards = [requires("viewer")]
 
-    @post("/", summary="Register a product")
+    @post("/", summary="Register a product", guards=[requires("engineer")])
     async def create_product(self, conn: NamedDependency[psycopg.AsyncConnection],
                              data: JSONBody[ProductIn]) -> ProductOut:
         """A new product; 422 naming `item` when it is unknown, 409 when the code is taken."""
@@ -133,8 +135,9 @@ class RoutingController(Controller):
 
     path = "/routings"
     tags = ["mes: method"]
+    guards = [requires("viewer")]
 
-    @post("/", summary="Create a routing version")
+    @post("/", summary="Create a routing version", guards=[requires("engineer")])
     async def create_routing(self, conn: NamedDependency[psycopg.AsyncConnection],
                              data: JSONBody[RoutingIn]) -> RoutingOut:
         """The routing, its operations and eligible machines in one transaction; unknown machines are 422."""

@@ -10,6 +10,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from api.auth import requires
 from api.mes.errors import refusals
 from api.mes.types import Code
 
@@ -62,8 +63,9 @@ class OperatorController(Controller):
 
     path = "/operators"
     tags = ["mes: man"]
+    guards = [requires("viewer")]
 
-    @post("/", summary="Register an operator")
+    @post("/", summary="Register an operator", guards=[requires("engineer")])
     async def create_operator(self, conn: NamedDependency[psycopg.AsyncConnection],
                               data: JSONBody[OperatorIn]) -> OperatorOut:
         """An operator with skills, in one transaction; 409 when the badge or a skill repeats."""

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
+from api.auth import requires
 from api.mes import order_flow
 from api.mes.errors import UnknownEntityError
 from api.mes.types import Code, Positive, Quantity, Timestamp
@@ -127,8 +128,9 @@ class OrderController(Controller):
 
     path = "/orders"
     tags = ["mes: orders"]
+    guards = [requires("viewer")]
 
-    @post("/", summary="Create a work order")
+    @post("/", summary="Create a work order", guards=[requires("operator")])
     async def create_order(self, conn: NamedDependency[psycopg.AsyncConnection], data: JSONBody[OrderIn]) -> OrderOut:
         """The order and one pending operation per step of the product's active routing; 409 when the id is taken."""
         await order_flow.create(conn, order_flow.NewOrder(data.id, data.product, data.quantity, data.due,
@@ -154,20 +156,23 @@ class OrderController(Controller):
         """The order with its operations and what was reported on each."""
         return await read_order(conn, order_id)
 
-    @post("/{order_id:str}/release", summary="Release a work order", status_code=HTTP_200_OK)
+    @post("/{order_id:str}/release", summary="Release a work order", status_code=HTTP_200_OK,
+          guards=[requires("operator")])
     async def release(self, conn: NamedDependency[psycopg.AsyncConnection], order_id: FromPath[str]) -> OrderOut:
         """created -> released; 409 naming the status otherwise."""
         await order_flow.release(conn, order_id)
         return await read_order(conn, order_id)
 
-    @post("/{order_id:str}/operations/{seq:int}/start", summary="Start an operation", status_code=HTTP_200_OK)
+    @post("/{order_id:str}/operations/{seq:int}/start", summary="Start an operation", status_code=HTTP_200_OK,
+          guards=[requires("operator")])
     async def start(self, conn: NamedDependency[psycopg.AsyncConnection], order_id: FromPath[str],
                     seq: FromPath[int], data: JSONBody[StartIn]) -> OrderOut:
         """Run a pending operation on an eligible machine (else 422 naming `machine`) once its predecessor started."""
         await order_flow.start(conn, order_id, seq, data.machine, data.at)
         return await read_order(conn, order_id)
 
-    @post("/{order_id:str}/operations/{seq:int}/report", summary="Report quantities and lots", status_code=HTTP_200_OK)
+    @post("/{order_id:str}/operations/{seq:int}/report", summary="Report quantities and lots", status_code=HTTP_200_OK,
+          guards=[requires("operator")])
     async def report(self, conn: NamedDependency[psycopg.AsyncConnection], order_id: FromPath[str],
                      seq: FromPath[int], data: JSONBody[ReportIn]) -> OrderOut:
         """Good/scrap/rework and the lots consumed into the produced lot, in one transaction; 409 and nothing
@@ -177,7 +182,8 @@ class OrderController(Controller):
         await order_flow.report(conn, order_id, seq, rep)
         return await read_order(conn, order_id)
 
-    @post("/{order_id:str}/operations/{seq:int}/complete", summary="Complete an operation", status_code=HTTP_200_OK)
+    @post("/{order_id:str}/operations/{seq:int}/complete", summary="Complete an operation", status_code=HTTP_200_OK,
+          guards=[requires("operator")])
     async def complete(self, conn: NamedDependency[psycopg.AsyncConnection], order_id: FromPath[str],
                        seq: FromPath[int], data: JSONBody[CompleteIn | None] = None) -> OrderOut:
         """A running operation completes after its predecessor; the last one completes the order."""

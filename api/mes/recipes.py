@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 from psycopg.types.json import Jsonb
 
+from api.auth import requires
 from api.mes.errors import ConflictError, UnknownEntityError, refusals
 from api.mes.lookup import id_of, optional_id
 from api.mes.types import Code, Timestamp
@@ -68,8 +69,9 @@ class RecipeController(Controller):
 
     path = "/recipes"
     tags = ["mes: method"]
+    guards = [requires("viewer")]
 
-    @post("/", summary="Create a recipe version")
+    @post("/", summary="Create a recipe version", guards=[requires("engineer")])
     async def create_recipe(self, conn: NamedDependency[psycopg.AsyncConnection],
                             data: JSONBody[RecipeIn]) -> RecipeOut:
         """A new version of a recipe; 409 when that version exists."""
@@ -105,8 +107,9 @@ class MachineRecipeController(Controller):
 
     path = "/machines"
     tags = ["mes: method"]
+    guards = [requires("viewer")]
 
-    @post("/{name:str}/recipe", summary="Activate a recipe version on a machine")
+    @post("/{name:str}/recipe", summary="Activate a recipe version on a machine", guards=[requires("engineer")])
     async def activate(self, conn: NamedDependency[psycopg.AsyncConnection], name: FromPath[str],
                        data: JSONBody[ActivationIn]) -> ActivationOut:
         """Close the machine's open activation at `at` and open this one; activations only move forward in time."""

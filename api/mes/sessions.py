@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK
 
+from api.auth import requires
 from api.mes.errors import ConflictError, RejectedError, refusals
 from api.mes.lookup import id_of
 from api.mes.types import Code, Timestamp
@@ -52,8 +53,10 @@ class SessionController(Controller):
 
     path = "/sessions"
     tags = ["mes: man"]
+    guards = [requires("viewer")]
 
-    @post("/login", summary="Log an operator in on a machine", status_code=HTTP_200_OK)
+    @post("/login", summary="Log an operator in on a machine", status_code=HTTP_200_OK,
+          guards=[requires("operator")])
     async def login(self, conn: NamedDependency[psycopg.AsyncConnection], data: JSONBody[SessionIn]) -> SessionOut:
         """Open a session; 409 when the operator is already logged in on that machine."""
         with refusals(f"session of {data.badge!r} on {data.machine!r}"):
@@ -70,7 +73,8 @@ class SessionController(Controller):
                                    "VALUES (%s, %s, coalesce(%s, now()))", (operator, machine, data.at))
         return (await self._sessions(conn, data.badge, data.machine))[-1]
 
-    @post("/logout", summary="Log an operator out of a machine", status_code=HTTP_200_OK)
+    @post("/logout", summary="Log an operator out of a machine", status_code=HTTP_200_OK,
+          guards=[requires("operator")])
     async def logout(self, conn: NamedDependency[psycopg.AsyncConnection], data: JSONBody[SessionIn]) -> SessionOut:
         """Close the open session; 409 when there is none, 422 naming `at` when it is not after the login."""
         with refusals(f"session of {data.badge!r} on {data.machine!r}"):

@@ -11,6 +11,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
+from api.auth import requires
 from api.mes.errors import refusals
 from api.mes.types import Code, Timestamp
 from historian.errors import InvalidParameterError
@@ -49,8 +50,9 @@ class ShiftController(Controller):
 
     path = "/shifts"
     tags = ["mes: man"]
+    guards = [requires("viewer")]
 
-    @post("/", summary="Add a shift")
+    @post("/", summary="Add a shift", guards=[requires("engineer")])
     async def create_shift(self, conn: NamedDependency[psycopg.AsyncConnection], data: JSONBody[ShiftIn]) -> ShiftOut:
         """One shift instance; 409 when the line already has a shift starting then."""
         check_window(data.start, data.end)

@@ -5,6 +5,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from tests.analytics.test_kpi import build_plant, h
+from tests.api_keys import api_config, auth
 
 DAY = {"start": h(0).isoformat(), "end": h(24).isoformat()}
 
@@ -12,7 +13,8 @@ DAY = {"start": h(0).isoformat(), "end": h(24).isoformat()}
 @pytest.fixture
 async def client(conn, dsn):
     await build_plant(conn)
-    async with AsyncTestClient(app=create_app(dsn, pool_size=2)) as c:
+    async with AsyncTestClient(app=create_app(dsn, api_config(), pool_size=2)) as c:
+        c.headers.update(auth("engineer"))
         yield c
 
 

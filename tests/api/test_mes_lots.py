@@ -12,6 +12,7 @@ from litestar.testing import AsyncTestClient
 from analytics.genealogy_gen import build_graph
 from api.app import create_app
 from tests.historian.helpers import scalar
+from tests.api_keys import api_config, auth
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,8 @@ EDGES = [("R1", "I1"), ("R2", "I1"), ("R2", "I2"), ("R3", "I2"), ("I1", "F1"), (
 
 @pytest.fixture
 async def client(conn, dsn):
-    async with AsyncTestClient(app=create_app(dsn, pool_size=2)) as c:
+    async with AsyncTestClient(app=create_app(dsn, api_config(), pool_size=2)) as c:
+        c.headers.update(auth("engineer"))
         for item in ({"code": "resin", "unit": "kg"}, {"code": "granulate", "unit": "kg"}, {"code": "cup"}):
             assert (await c.post("/api/v1/items", json=item)).status_code == 201
         for lot, item in (("R1", "resin"), ("R2", "resin"), ("R3", "resin"), ("I1", "granulate"),

@@ -10,6 +10,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from tests.historian.helpers import scalar
+from tests.api_keys import api_config, auth
 
 T0 = datetime(2025, 3, 3, 6, 0, tzinfo=timezone.utc)  # in the past: recipe_active and sessions read now()
 
@@ -22,7 +23,8 @@ def at(minutes: float) -> str:
 @pytest.fixture
 async def client(conn, dsn):
     await conn.execute("INSERT INTO machines (name, line) VALUES ('m1', 'L1'), ('m2', 'L1')")
-    async with AsyncTestClient(app=create_app(dsn, pool_size=2)) as c:
+    async with AsyncTestClient(app=create_app(dsn, api_config(), pool_size=2)) as c:
+        c.headers.update(auth("engineer"))
         assert (await c.post("/api/v1/products", json={"code": "cup"})).status_code == 201
         yield c
 

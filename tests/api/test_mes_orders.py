@@ -7,6 +7,7 @@ from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from tests.historian.helpers import scalar
+from tests.api_keys import api_config, auth
 
 ORDER = {"id": "WO-1", "product": "bracket", "quantity": 50, "due": "2026-12-01T14:00:00Z", "priority": 2}
 
@@ -29,7 +30,8 @@ async def master_data(client: AsyncTestClient) -> None:
 @pytest.fixture
 async def client(conn, dsn):
     await conn.execute("INSERT INTO machines (name, line) VALUES ('m1', 'L1'), ('m2', 'L1'), ('m3', 'L1')")
-    async with AsyncTestClient(app=create_app(dsn, pool_size=2)) as c:
+    async with AsyncTestClient(app=create_app(dsn, api_config(), pool_size=2)) as c:
+        c.headers.update(auth("engineer"))
         await master_data(c)
         yield c
 

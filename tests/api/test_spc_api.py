@@ -14,6 +14,7 @@ from historian import Sample
 from historian.registry import MachineSpec, TagSpec, register
 from historian.writer import HistorianWriter
 from tests.historian.helpers import at
+from tests.api_keys import api_config, auth
 
 HOUR = 3600
 TAGS = [
@@ -53,7 +54,8 @@ async def client(conn, dsn):
                 "SELECT id, %s, %s, %s FROM machines WHERE name = 'press1'",
                 (at(hour * HOUR + half * 1800), g, s),
             )
-    async with AsyncTestClient(app=create_app(dsn, pool_size=2)) as c:
+    async with AsyncTestClient(app=create_app(dsn, api_config(), pool_size=2)) as c:
+        c.headers.update(auth("engineer"))
         yield c
 
 

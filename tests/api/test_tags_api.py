@@ -7,6 +7,7 @@ from api.app import create_app
 from historian import Quality, Sample
 from historian.writer import HistorianWriter
 from tests.historian.helpers import at, setup_tags
+from tests.api_keys import api_config, auth
 
 RANGE = {"start": at(0).isoformat(), "end": at(3600).isoformat()}
 
@@ -20,7 +21,8 @@ async def client(conn, dsn):
             + [Sample("press1.temperature", at(120), float("nan"), Quality.BAD_COMM_FAILURE)]
             + [Sample("press1.lot", at(0), "LOT-1")]
         )
-    async with AsyncTestClient(app=create_app(dsn, pool_size=2)) as c:
+    async with AsyncTestClient(app=create_app(dsn, api_config(), pool_size=2)) as c:
+        c.headers.update(auth("engineer"))
         yield c
 
 

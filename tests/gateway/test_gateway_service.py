@@ -102,10 +102,10 @@ async def test_sources_health_is_served(running, conn):
     _, _, client = running
     # connected comes with the connection, readings_total once the first poll is spooled: wait for both
     await wait_for_sql(conn, "SELECT connected AND readings_total > 0 FROM sources WHERE name = 'lathe'", True)
-    r = await client.get("/api/v1/sources")
+    r = await client.get("/api/v1/sources", headers={"X-API-Key": VIEWER.key})
     (lathe,) = r.json()
     assert lathe["kind"] == "modbus" and lathe["connected"] and lathe["readings_total"] > 0
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get("/metrics", headers={"X-API-Key": VIEWER.key})).text
     assert 'shopfloor_source_connected{kind="modbus",source="lathe"} 1' in metrics
     assert "shopfloor_spool_records" in metrics
 

@@ -18,6 +18,7 @@ from tests.conftest import _services_env
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "demo-test-operator-key-0123"
+AUTH = {"Authorization": f"Bearer {KEY}"}
 
 
 def free_port() -> int:
@@ -62,9 +63,9 @@ def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
         while time.monotonic() < deadline:
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
             try:
-                rows = httpx.get(f"{base}/api/v1/tags/latest", params={"tag": wanted}).json()
+                rows = httpx.get(headers=AUTH, url=f"{base}/api/v1/tags/latest", params={"tag": wanted}).json()
                 latest = {r["tag"]: r for r in rows} if isinstance(rows, list) else {}
-                sources = {s["name"]: s for s in httpx.get(f"{base}/api/v1/sources").json()}
+                sources = {s["name"]: s for s in httpx.get(headers=AUTH, url=f"{base}/api/v1/sources").json()}
                 if len(latest) == len(wanted) and latest["press1.lot"]["value"] and len(sources) == 3:
                     break
             except httpx.HTTPError:
@@ -83,7 +84,7 @@ def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
         # the twin mirrors the machines: ISO 22400 states, part counts, and the presses' RUL from its model
         machines: dict = {}
         while time.monotonic() < deadline + 60:
-            machines = {m["name"]: m for m in httpx.get(f"{base}/api/v1/machines").json()}
+            machines = {m["name"]: m for m in httpx.get(headers=AUTH, url=f"{base}/api/v1/machines").json()}
             if len(machines) == 3 and all("rul" in machines[p]["predictions"] for p in ("press1", "press2")) \
                     and machines["press1"]["good_total"] > 0 and "failure" in machines["lathe1"]["predictions"]:
                 break
@@ -97,7 +98,7 @@ def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
         failure = machines["lathe1"]["predictions"]["failure"]
         assert failure["model"] == "failure" and 0.0 <= failure["probability"] <= 1.0, failure
         # ISO 22400 KPIs over what the twin recorded, with the demo routings' planned cycle times
-        (kpi,) = httpx.get(f"{base}/api/v1/kpi", params={"machine": "press1", "start": "2020-01-01T00:00:00Z",
+        (kpi,) = httpx.get(headers=AUTH, url=f"{base}/api/v1/kpi", params={"machine": "press1", "start": "2020-01-01T00:00:00Z",
                                                            "end": "2100-01-01T00:00:00Z"}).json()
         assert kpi["pq"] > 0 and kpi["apt_s"] > 0 and 0 < kpi["availability"] <= 1, kpi
         assert kpi["effectiveness"] is not None and kpi["oee"] is not None, kpi
