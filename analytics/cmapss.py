@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analytics.data import data_root
+from datasets import dataset_dir
 
 SUBSETS = ("FD001", "FD002", "FD003", "FD004")
 RUL_CAP = 125.0
@@ -24,17 +24,55 @@ class Unit:
 
 
 def subset_path(subset: str, split: str, root: Path | None = None) -> Path:
-    """Path of train_FD00x.txt / test_FD00x.txt / RUL_FD00x.txt under the data root."""
+    """Path of train_FD00x.txt / test_FD00x.txt / RUL_FD00x.txt in the full set (under root/cmapss when given)."""
     if subset not in SUBSETS:
         raise ValueError(f"unknown C-MAPSS subset {subset!r}; expected one of {SUBSETS}")
-    return (root or data_root()) / "cmapss" / f"{split}_{subset}.txt"
+    return (root / "cmapss" if root else dataset_dir("cmapss", full=True)) / f"{split}_{subset}.txt"
+
+
+def _numbers(path: Path, expected: int | None) -> np.ndarray:
+    """The whitespace-separated numbers of a text file, one row per non-blank line; ValueError names line and field."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    rows = []
+    with path.open(encoding="utf-8", errors="replace") as f:
+        for line_no, line in enumerate(f, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if expected is not None and len(fields) != expected:
+                raise ValueError(f"{path}: line {line_no}: {len(fields)} fields, expected {expected}")
+            try:
+                values = [float(v) for v in fields]
+            except ValueError:
+                bad = next(i for i, v in enumerate(fields) if not _is_number(v))
+                raise ValueError(f"{path}: line {line_no}: field {bad + 1}: {fields[bad]!r} is not a number") from None
+            for i, v in enumerate(values):
+                if not np.isfinite(v):
+                    raise ValueError(f"{path}: line {line_no}: field {i + 1}: {fields[i]!r} is not finite")
+            rows.append(values)
+    if not rows:
+        raise ValueError(f"{path}: no data lines")
+    return np.array(rows, dtype=np.float64)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_units(path: Path) -> list[Unit]:
     """Every unit of a C-MAPSS-format file (26 space-separated columns), in unit order, rows sorted by cycle."""
-    table = np.loadtxt(path, ndmin=2)
-    if table.shape[1] != 26:
-        raise ValueError(f"{path}: expected 26 columns, found {table.shape[1]}")
+    path = Path(path)
+    table = _numbers(path, 26)
+    for col, what in ((0, "unit"), (1, "cycle")):
+        frac = np.flatnonzero((table[:, col] != np.round(table[:, col])) | (table[:, col] < 1))
+        if frac.size:
+            raise ValueError(f"{path}: data row {int(frac[0]) + 1}: field {col + 1} ({what}) {table[frac[0], col]:g} "
+                             "is not a positive whole number")
     units = table[:, 0].astype(np.int64)
     out = []
     for u in np.unique(units):
@@ -45,8 +83,13 @@ def read_units(path: Path) -> list[Unit]:
 
 
 def read_rul(path: Path) -> np.ndarray:
-    """True RUL after the last cycle of each test unit, in unit order."""
-    return np.loadtxt(path, ndmin=1).astype(np.float64)
+    """True RUL after the last cycle of each test unit, in unit order (one non-negative number per line)."""
+    path = Path(path)
+    values = _numbers(path, 1)[:, 0]
+    negative = np.flatnonzero(values < 0)
+    if negative.size:
+        raise ValueError(f"{path}: data row {int(negative[0]) + 1}: RUL {values[negative[0]]:g} is negative")
+    return values
 
 
 def rul_labels(n_cycles: int, cap: float = RUL_CAP, end_rul: float = 0.0) -> np.ndarray:

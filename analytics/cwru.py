@@ -10,10 +10,11 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from analytics.data import data_root
+from datasets import dataset_dir
 
 CLASSES = ("normal", "inner", "outer", "ball")
 FS_DEFAULT = 12_000.0
+MIN_SAMPLES = 4096  # one model window at 12 kHz; a shorter recording cannot be classified or rate-checked
 # Nominal motor speed per load in the CWRU tables; used only when a file carries no X<nnn>RPM.
 NOMINAL_RPM = {0: 1797.0, 1: 1772.0, 2: 1750.0, 3: 1730.0}
 RPM_DEFAULT = NOMINAL_RPM[0]
@@ -41,7 +42,8 @@ class Recording:
     de: np.ndarray  # (n,) float64 drive-end accelerometer
     rpm: float
     rpm_in_file: bool  # False when the RPM came from the nominal table
-    fs: float
+    fs: float  # measured from the signal's shaft-speed lines (estimate_sample_rate)
+    fs_stated: float | None = None  # what the folder name says, if anything
 
     @property
     def label(self) -> str:
@@ -69,16 +71,62 @@ def parse_name(path: Path | str) -> CwruName:
     )
 
 
+FS_CANDIDATES = (12_000.0, 24_000.0, 48_000.0)
+
+
+def stated_sample_rate(path: Path) -> float | None:
+    """Sample rate the CWRU folder naming states (`12k_*` 12 kHz, `48k_*` 48 kHz), None when the folder says nothing."""
+    folder = path.parent.name.lower()
+    for prefix, fs in (("12k", 12_000.0), ("48k", 48_000.0)):
+        if folder.startswith(prefix):
+            return fs
+    return None
+
+
 def sample_rate(path: Path) -> float:
-    """Sample rate from the CWRU folder naming (`48k_*` folders are 48 kHz); 12 kHz otherwise."""
-    return 48_000.0 if any(p.lower().startswith("48k") for p in path.parts[-2:-1]) else FS_DEFAULT
+    """Sample rate from the CWRU folder naming; 12 kHz when it states none (read() checks it against the signal)."""
+    return stated_sample_rate(path) or FS_DEFAULT
+
+
+def shaft_line_strength(signal: np.ndarray, rpm: float, fs: float, harmonics: tuple[int, ...] = (1, 2, 3)) -> float:
+    """Mean log10 peak-to-local-median power at the given shaft-speed harmonics, if the signal was sampled at fs."""
+    x = signal - signal.mean()
+    power = np.abs(np.fft.rfft(x * np.hanning(len(x)))) ** 2
+    freqs = np.fft.rfftfreq(len(x), 1.0 / fs)
+    shaft = rpm / 60.0
+    out = []
+    for k in harmonics:
+        line = (freqs > 0.98 * k * shaft) & (freqs < 1.02 * k * shaft)
+        around = (freqs > 0.8 * k * shaft) & (freqs < 1.2 * k * shaft)
+        out.append(np.log10(power[line].max() / (np.median(power[around]) + 1e-30) + 1e-30))
+    return float(np.mean(out))
+
+
+SHAFT_LINE_MIN = 2.7  # log10 peak-to-median of the 1x line: a real shaft line stands 500x above its neighbourhood
+
+
+def estimate_sample_rate(signal: np.ndarray, rpm: float) -> float:
+    """The sample rate (12, 24 or 48 kHz) read from the signal: the highest at which the 1x shaft line stands out.
+
+    An assumed rate k times too low puts "1x" on the true k-th harmonic, which is a line too; an assumed rate too
+    high puts it between lines. So the highest candidate with a clear 1x line is the true one.
+    """
+    clear = [fs for fs in FS_CANDIDATES if shaft_line_strength(signal, rpm, fs, (1,)) >= SHAFT_LINE_MIN]
+    if clear:
+        return max(clear)
+    return max(FS_CANDIDATES, key=lambda fs: shaft_line_strength(signal, rpm, fs))
 
 
 def read(path: Path | str) -> Recording:
     """The drive-end signal and shaft speed of a CWRU .mat file (RPM from `X<nnn>RPM`, else nominal for its load)."""
     path = Path(path)
     name = parse_name(path)
-    mat = scipy.io.loadmat(path)
+    try:
+        mat = scipy.io.loadmat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except Exception as e:  # scipy raises several types for a damaged file; the caller needs one
+        raise ValueError(f"{path}: not a readable MATLAB .mat file ({type(e).__name__}: {e})") from None
     de_keys = sorted(k for k in mat if k.endswith("_DE_time"))
     if not de_keys:
         raise ValueError(f"{path}: no X<nnn>_DE_time variable")
@@ -88,22 +136,36 @@ def read(path: Path | str) -> Recording:
     if rpm_keys:
         own = rpm_keys[0].removesuffix("RPM") + "_DE_time"
         key = own if own in mat else key
-    de = np.asarray(mat[key], dtype=np.float64).ravel()
-    rpm = float(np.asarray(mat[rpm_keys[0]]).ravel()[0]) if rpm_keys else float("nan")
+    try:
+        de = np.asarray(mat[key], dtype=np.float64).ravel()
+        rpm = float(np.asarray(mat[rpm_keys[0]], dtype=np.float64).ravel()[0]) if rpm_keys else float("nan")
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"{path}: {key} or its RPM variable is not numeric") from None
+    bad = np.flatnonzero(~np.isfinite(de))
+    if bad.size:
+        raise ValueError(f"{path}: {key} sample {int(bad[0])} is {de[bad[0]]} (not finite)")
+    if len(de) < MIN_SAMPLES:
+        raise ValueError(f"{path}: {key} has {len(de)} samples, too short (at least {MIN_SAMPLES})")
     in_file = bool(np.isfinite(rpm) and rpm > 0)
     if not in_file:
         rpm = NOMINAL_RPM.get(name.load_hp, RPM_DEFAULT)
-    return Recording(path=path, name=name, de=de, rpm=rpm, rpm_in_file=in_file, fs=sample_rate(path))
+    # the rate is checked from the signal itself: a folder may state none (Normal/) or the wrong one
+    measured = estimate_sample_rate(de, rpm)
+    stated = stated_sample_rate(path)
+    if stated is not None and stated != measured:
+        raise ValueError(f"{path}: the folder states {stated:g} Hz but the shaft-speed lines of {key} sit where a "
+                         f"{measured:g} Hz recording puts them")
+    return Recording(path=path, name=name, de=de, rpm=rpm, rpm_in_file=in_file, fs=measured, fs_stated=stated)
 
 
-def list_files(root: Path | None = None, loads: tuple[int, ...] | None = (0,)) -> list[Path]:
-    """The CWRU 12 kHz drive-end and normal files under the data root with a standard name, optionally by load."""
-    folder = (root or data_root()) / "cwru-bearing"
+def list_files(folder: Path | None = None, loads: tuple[int, ...] | None = (0,), *, full: bool = True) -> list[Path]:
+    """The CWRU 12 kHz drive-end and normal files with a standard name in folder (default the CWRU set), by load."""
+    folder = folder or dataset_dir("cwru-bearing", full=full)
     if not folder.is_dir():
         raise FileNotFoundError(f"no CWRU folder {folder}")
     out = []
     for path in sorted(folder.rglob("*.mat")):
-        if sample_rate(path) != FS_DEFAULT:
+        if stated_sample_rate(path) not in (None, FS_DEFAULT):
             continue
         try:
             name = parse_name(path)

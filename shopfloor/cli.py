@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from shopfloor import models_cli
+from scheduling import cli as scheduling_cli
 from shopfloor.config import Config, ConfigError, load
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -118,63 +120,6 @@ def cmd_gateway_run(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _register(args: argparse.Namespace, config: Config, cards: list) -> None:  # type: ignore[type-arg]
-    """Record trained models in the historian's model registry when a database is configured."""
-    dsn = args.dsn or os.environ.get("SHOPFLOOR_DSN") or config.historian.dsn
-    if not dsn:
-        print("(no database configured: the model cards in twin/models are the record; the twin registers "
-              "models when it serves them)", file=sys.stderr)
-        return
-    from historian.db import connect
-    from twin.store import register_models
-
-    async def go() -> None:
-        conn = await connect(dsn)
-        try:
-            await register_models(conn, cards)
-        finally:
-            await conn.close()
-
-    asyncio.run(go())
-
-
-def cmd_train(args: argparse.Namespace, config: Config) -> int:
-    """Train a model from the public data sets, export it to ONNX and write its card to twin/models."""
-    cards = []
-    if args.model == "rul":
-        from analytics import rul
-
-        subsets = ["FD001", "FD002", "FD003", "FD004"] if args.subset == "all" else [args.subset]
-        cards = [rul.train(subset, progress=True, seed=args.seed) for subset in subsets]
-    elif args.model == "bearing":
-        from analytics import bearing
-
-        cards = [bearing.train(progress=True, seed=args.seed)]
-    else:
-        from analytics import failure
-
-        cards = [failure.train(progress=True, seed=args.seed)]
-    for card in cards:
-        print(json.dumps({"model": card.name, "sha256": card.sha256, "split": card.split, "protocol": card.protocol,
-                          "metrics": card.metrics}))
-    _register(args, config, cards)
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
-    """Score a stored model on a held-out set; prints one JSON line of metrics."""
-    if args.model == "rul":
-        from analytics import rul
-
-        result = rul.evaluate(args.subset, args.test_file, args.rul_file)
-    else:
-        from analytics import bearing
-
-        result = bearing.evaluate(args.files)
-    print(json.dumps(result))
-    return 0
-
-
 def cmd_gateway_browse(args: argparse.Namespace, config: Config) -> int:
     """Print [[gateway.sources.tags]] for the OPC UA variables matching a pattern."""
     from gateway.opcua.browse import browse_to_toml
@@ -221,21 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     browse.add_argument("--pattern", default="*", help="glob over the browse path below Objects, or re:REGEX")
     browse.set_defaults(func=cmd_gateway_browse)
     sub.add_parser("plant", help=cmd_plant.__doc__).set_defaults(func=cmd_plant)
-    train = sub.add_parser("train", help=cmd_train.__doc__)
-    train.add_argument("model", choices=["rul", "bearing", "failure"])
-    train.add_argument("--subset", default="all", choices=["FD001", "FD002", "FD003", "FD004", "all"],
-                       help="C-MAPSS subset for rul (default: all four)")
-    train.add_argument("--seed", type=int, default=0)
-    train.set_defaults(func=cmd_train)
-    evaluate = sub.add_parser("evaluate", help=cmd_evaluate.__doc__).add_subparsers(dest="model", required=True)
-    ev_rul = evaluate.add_parser("rul", help="RMSE and NASA score on the last cycle of each unit of a C-MAPSS test set")
-    ev_rul.add_argument("--subset", required=True, choices=["FD001", "FD002", "FD003", "FD004"])
-    ev_rul.add_argument("--test-file", required=True, type=Path)
-    ev_rul.add_argument("--rul-file", required=True, type=Path)
-    ev_rul.set_defaults(func=cmd_evaluate)
-    ev_bearing = evaluate.add_parser("bearing", help="accuracy and per-class recall on CWRU .mat files")
-    ev_bearing.add_argument("files", nargs="+", type=Path, help="e.g. IR007_2.mat OR021@6_1.mat Normal_0.mat")
-    ev_bearing.set_defaults(func=cmd_evaluate)
+    models_cli.add_commands(sub)  # train, evaluate
+    scheduling_cli.add_commands(sub)  # schedule solve
     services = sub.add_parser("services", help=cmd_services.__doc__)
     services.add_argument("action", choices=["up", "down", "status"])
     services.set_defaults(func=cmd_services)

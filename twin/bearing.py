@@ -12,6 +12,7 @@ from scipy.signal import resample_poly
 
 from twin.bearing_features import FEATURE_NAMES, bearing_features_batch
 from twin.model_card import MODELS_DIR, ModelCard, load
+from twin.validity import Verdict, check
 
 MODEL_NAME = "bearing"
 
@@ -25,6 +26,7 @@ class BearingModel:
     classes: tuple[str, ...]
     window: int  # samples per window the model was trained on, at fs
     fs: float
+    valid_ranges: dict[str, list[float]]  # "rpm" and "log_rms" -> [min, max] seen in training
 
     @classmethod
     def load(cls, name: str = MODEL_NAME, folder: Path = MODELS_DIR) -> BearingModel:
@@ -34,7 +36,8 @@ class BearingModel:
         if tuple(card.features) != FEATURE_NAMES:
             raise ValueError(f"{name}: card features differ from twin.bearing_features.FEATURE_NAMES; retrain it")
         inputs = card.inputs
-        return cls(card, stored.session(), tuple(inputs["classes"]), int(inputs["window"]), float(inputs["fs"]))
+        return cls(card, stored.session(), tuple(inputs["classes"]), int(inputs["window"]), float(inputs["fs"]),
+                   dict(inputs.get("valid_ranges", {})))
 
     @property
     def name(self) -> str:
@@ -75,3 +78,23 @@ class BearingModel:
         """Most likely class of one window of drive-end acceleration (g) and the probability of each class."""
         labels, proba = self.classify_batch(np.asarray(window)[None, :], rpm, fs)
         return labels[0], {c: float(p) for c, p in zip(self.classes, proba[0], strict=True)}
+
+    def assess(self, window: np.ndarray, rpm: float | None, fs: float = 12_000.0) -> Verdict:
+        """Class of one window (value, with `probabilities`), or not valid with the reason and no class.
+
+        Not valid: rpm missing or outside the training speeds, a window shorter than the model's, a sample
+        not finite, or a vibration level (log10 RMS) outside what training saw (a stopped machine reads ~0 g).
+        """
+        x = np.asarray(window, dtype=np.float64).ravel()
+        need = int(np.ceil(self.window * fs / self.fs))
+        if len(x) < need:
+            return Verdict.refuse(f"window has {len(x)} samples; the model needs {need} at {fs:g} Hz")
+        if not np.all(np.isfinite(x)):
+            return Verdict.refuse("window holds a missing (not finite) sample")
+        x = x[-need:]
+        level = float(np.log10(np.sqrt(np.mean((x - x.mean()) ** 2)) + 1e-12))
+        reason = check({"rpm": rpm, "log_rms": level}, self.valid_ranges, {"rpm": "rpm", "log_rms": "log10 g"})
+        if reason is not None:
+            return Verdict.refuse(reason)
+        label, proba = self.classify(x, float(rpm), fs)  # type: ignore[arg-type]
+        return Verdict(valid=True, value=label, detail={"probabilities": proba})

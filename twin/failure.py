@@ -9,8 +9,17 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from twin.failure_features import FEATURE_NAMES, INPUT_COLUMNS, derive, inputs_from_mapping
+from twin.failure_features import (
+    FEATURE_NAMES,
+    INPUT_COLUMNS,
+    SNAKE_NAMES,
+    UNITS,
+    MissingInputError,
+    derive,
+    inputs_from_mapping,
+)
 from twin.model_card import MODELS_DIR, ModelCard, load
+from twin.validity import Verdict, check, check_ages
 
 MODEL_NAME = "failure"
 
@@ -22,6 +31,7 @@ class FailureModel:
     card: ModelCard
     session: ort.InferenceSession
     threshold: float  # probability at or above which a record is flagged, chosen by CV on training rows
+    valid_ranges: dict[str, list[float]]  # numeric input -> [min, max] seen in training
 
     @classmethod
     def load(cls, name: str = MODEL_NAME, folder: Path = MODELS_DIR) -> FailureModel:
@@ -30,7 +40,8 @@ class FailureModel:
         if tuple(stored.card.features) != FEATURE_NAMES:
             raise ValueError(f"{name}: card features differ from twin.failure_features.FEATURE_NAMES; retrain it")
         session = stored.session()
-        return cls(stored.card, session, float(stored.card.inputs.get("threshold", 0.5)))
+        inputs = stored.card.inputs
+        return cls(stored.card, session, float(inputs.get("threshold", 0.5)), dict(inputs.get("valid_ranges", {})))
 
     @property
     def name(self) -> str:
@@ -64,3 +75,27 @@ class FailureModel:
     def flags(self, records: Sequence[Mapping[str, object]] | np.ndarray) -> np.ndarray:
         """Whether each record's probability reaches the model's threshold (m,) bool."""
         return self.probabilities(records) >= self.threshold
+
+    def assess(
+        self, record: Mapping[str, object], *, ages_s: Mapping[str, float] | None = None, max_age_s: float | None = None
+    ) -> Verdict:
+        """Failure probability of one record (value, with `flagged`), or not valid with the reason and no number.
+
+        Not valid: an input missing, not a number, outside the training range, or older than max_age_s.
+        """
+        values: dict[str, float | None] = {}
+        for column, snake in zip(INPUT_COLUMNS[1:], SNAKE_NAMES[1:], strict=True):
+            raw = record.get(column, record.get(snake))
+            try:
+                values[snake] = None if raw is None else float(raw)  # type: ignore[arg-type]
+            except (TypeError, ValueError):
+                return Verdict.refuse(f"input {snake} = {raw!r} is not a number")
+        reason = check(values, self.valid_ranges, UNITS) or check_ages(ages_s, max_age_s)
+        if reason is not None:
+            return Verdict.refuse(reason)
+        try:
+            x = inputs_from_mapping(record)
+        except MissingInputError as e:
+            return Verdict.refuse(str(e))
+        p = self.probability(x)
+        return Verdict(valid=True, value=p, detail={"flagged": bool(p >= self.threshold)})

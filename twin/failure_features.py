@@ -29,6 +29,14 @@ ALIASES: dict[str, str] = {
     "torque_nm": "Torque [Nm]",
     "tool_wear_min": "Tool wear [min]",
 }
+SNAKE_NAMES: tuple[str, ...] = tuple({v: k for k, v in ALIASES.items()}[c] for c in INPUT_COLUMNS)
+UNITS: dict[str, str] = {
+    "air_temperature_k": "K",
+    "process_temperature_k": "K",
+    "rotational_speed_rpm": "rpm",
+    "torque_nm": "Nm",
+    "tool_wear_min": "min",
+}
 NOT_INPUTS: tuple[str, ...] = ("UDI", "Product ID", "Machine failure", "TWF", "HDF", "PWF", "OSF", "RNF")
 TYPE_CODES: dict[str, int] = {"L": 0, "M": 1, "H": 2}
 # Failure-mode rules as stated for the data set (Matzka 2020); the model gets them as flags and margins.

@@ -16,6 +16,7 @@ from historian.samples import Batch, SampleBatch, from_us
 from twin import store
 from twin.config import FAILURE_INPUTS, TwinConfig
 from twin.engine import Layout, StepOutput, Twin, build_layout
+from twin.validity import STALE_AFTER_S
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,9 @@ class TwinService:
                 log.error("twin %s: cannot serve the RUL model for %s: %s", self.name, subset, e)
 
     async def _record(self, conn: Any, twin: Twin, ids: list[int], out: StepOutput) -> None:
-        for m in sorted(out.rul_rows):
+        # a machine with no cycle yet still gets its RUL answer: null, with the reason
+        unseen = {m for m, mc in enumerate(self.config.machines) if mc.rul_model and "rul" not in self.predictions.get(m, {})}
+        for m in sorted(out.rul_rows | unseen):
             self._predict(twin, m)
         self._failure_probabilities(twin)
         names = self._tag_names
@@ -150,13 +153,18 @@ class TwinService:
                 self.predictions.setdefault(m, {})["failure"] = {"error": f"model {mc.failure_model} not loaded"}
                 continue
             x = twin.failure_inputs[m]
-            if np.isnan(x).any():
-                continue  # not every input has reported yet
-            record = {"type": mc.product_type} | dict(zip(FAILURE_INPUTS, x.tolist()))
-            p = model.probability(record)
+            # a missing, stale or out-of-range input gives {"valid": false, "reason": ...} and no probability
+            record = {"type": mc.product_type} | {k: None if np.isnan(v) else v for k, v in zip(FAILURE_INPUTS, x.tolist())}
+            now = twin.last_ts_max()
+            ages = {FAILURE_INPUTS[j]: (now - twin.last_ts.get(tid, 0)) / 1e6
+                    for tid, role, mm, j in twin.layout.roles if role == "failure" and mm == m}
+            verdict = model.assess(record, ages_s=ages, max_age_s=STALE_AFTER_S)
+            p = verdict.value
             self.predictions.setdefault(m, {})["failure"] = {
-                "probability": round(p, 4),
-                "flagged": p >= model.threshold,
+                "valid": verdict.valid,
+                "reason": verdict.reason,
+                "probability": None if p is None else round(p, 4),
+                "flagged": verdict.detail.get("flagged"),
                 "threshold": round(model.threshold, 4),
                 "inputs": record,
                 "model": model.name,
@@ -167,15 +175,17 @@ class TwinService:
     def _predict(self, twin: Twin, m: int) -> None:
         subset = self.config.machines[m].rul_model
         history = twin.rul_history[m]
-        if not subset or not history:
+        if not subset:
             return
         model = self._rul.get(subset)
         if model is None:
             self.predictions.setdefault(m, {})["rul"] = {"error": f"no RUL model for {subset} could be loaded"}
             return
-        rul = float(model.predict(np.stack(history)))
+        verdict = model.assess(list(history))  # null with a reason until enough in-range history exists
         self.predictions.setdefault(m, {})["rul"] = {
-            "value": round(rul, 2),
+            "valid": verdict.valid,
+            "reason": verdict.reason,
+            "value": None if verdict.value is None else round(verdict.value, 2),
             "unit": "cycles (parts)",
             "cycles_seen": len(history),
             "model": model.name,

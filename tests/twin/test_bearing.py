@@ -87,9 +87,9 @@ def test_features_reject_bad_input():
 
 
 def _file(name: str):
-    # the shared data sets are part of the test setup: missing data fails, it does not skip
+    # the full data sets are part of the test setup: missing data fails, it does not skip
     paths = {p.name: p for p in cwru.list_files()}
-    assert name in paths, f"{name} not in the CWRU data under {cwru.data_root()}"
+    assert name in paths, f"{name} not in the CWRU data"
     return paths[name]
 
 
@@ -98,10 +98,60 @@ def model() -> BearingModel:
     return BearingModel.load()
 
 
-def test_model_card_describes_the_model(model):
-    assert model.card.kind == "bearing"
+@pytest.fixture(scope="module")
+def recordings() -> list[cwru.Recording]:
+    return bearing.training_recordings()
+
+
+def test_model_card_headlines_three_protocols(model):
+    head = model.card.metrics["headline"]
+    for key in ("within_recording_heldout", "leave_one_recording_out", "leave_one_fault_size_out"):
+        assert 0.0 <= head[f"{key}_accuracy"] <= 1.0 and head[f"{key}_n"] > 0
+        low, high = head[f"{key}_ci95"]
+        assert low <= head[f"{key}_accuracy"] <= high
     assert list(model.classes) == list(cwru.CLASSES)
-    assert model.card.metrics["heldout_accuracy"] >= 0.99
+    # the CV that selects the model never scores a held-out tail: its windows all lie before the cut
+    assert "inside each recording's training segment" in model.card.protocol
+
+
+def test_every_held_out_window_is_rescored_as_the_card_says(model, recordings):
+    held = bearing.heldout_windows(recordings)
+    (proba,) = model.session.run(["probabilities"], {"features": held.x})
+    pred = np.argmax(np.asarray(proba).reshape(len(held.y), -1), axis=1)
+    within = model.card.metrics["within_recording_heldout"]
+    assert len(held.y) == within["n"] == model.card.metrics["headline"]["within_recording_heldout_n"]
+    assert float(np.mean(pred == held.y)) == pytest.approx(within["accuracy"], abs=1e-12)
+    assert np.bincount(held.y * 4 + pred, minlength=16).reshape(4, 4).tolist() == within["confusion"]
+
+
+def test_held_out_windows_never_overlap_training_windows(recordings):
+    for rec in recordings:
+        cut = cwru.split_point(len(rec.de), bearing.TRAIN_FRACTION)
+        starts = cwru.window_starts(0, cut, bearing.WINDOW, bearing.TRAIN_STEP)
+        held = cwru.window_starts(cut, len(rec.de), bearing.WINDOW, bearing.WINDOW)
+        assert starts.max() + bearing.WINDOW <= cut <= held.min()
+
+
+def test_sample_rate_is_measured_from_the_signal(recordings):
+    normal = next(r for r in recordings if r.label == "normal")
+    assert normal.fs_stated is None and normal.fs == 12_000.0  # the Normal/ folder states no rate
+    # the same signal, as if it had been recorded at 24 or 48 kHz (upsampled), is recognised as such
+    from scipy.signal import resample_poly
+
+    assert cwru.estimate_sample_rate(resample_poly(normal.de, 2, 1), normal.rpm) == 24_000.0
+    assert cwru.estimate_sample_rate(resample_poly(normal.de, 4, 1), normal.rpm) == 48_000.0
+    assert all(r.fs == r.fs_stated == 12_000.0 for r in recordings if r.label != "normal")
+
+
+def test_a_folder_stating_the_wrong_rate_is_refused(tmp_path, recordings):
+    import scipy.io
+
+    rec = next(r for r in recordings if r.path.name == "IR007_0.mat")
+    folder = tmp_path / "48k_DE"
+    folder.mkdir()
+    scipy.io.savemat(folder / "IR007_0.mat", {"X105_DE_time": rec.de[:, None], "X105RPM": np.array([[rec.rpm]])})
+    with pytest.raises(ValueError, match="states 48000 Hz"):
+        cwru.read(folder / "IR007_0.mat")
 
 
 @pytest.mark.parametrize("name", ["Normal_0.mat", "IR021_0.mat", "OR007@6_0.mat", "B014_0.mat"])
@@ -112,15 +162,45 @@ def test_committed_model_classifies_held_out_windows(model, name):
     labels, proba = model.classify_batch(w, rec.rpm, rec.fs)
     assert labels == [rec.label] * len(w)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4)
-    label, single = model.classify(w[0], rec.rpm, rec.fs)
-    assert label == rec.label and set(single) == set(model.classes)
+    verdict = model.assess(w[0], rec.rpm, rec.fs)
+    assert verdict.valid and verdict.value == rec.label and set(verdict.detail["probabilities"]) == set(model.classes)
 
 
-def test_evaluate_reports_the_documented_keys():
+def test_inputs_outside_training_give_no_class(model, recordings):
+    rec = recordings[0]
+    w = rec.de[: model.window]
+    stopped = model.assess(np.zeros(model.window), rec.rpm)
+    assert not stopped.valid and stopped.value is None and "log_rms" in stopped.reason
+    slow = model.assess(w, 600.0)
+    assert not slow.valid and "rpm = 600" in slow.reason and "training range" in slow.reason
+    assert "missing" in model.assess(w, None).reason
+    assert "needs 4096" in model.assess(w[:1000], rec.rpm).reason
+    gap = w.copy()
+    gap[10] = np.nan
+    assert not model.assess(gap, rec.rpm).valid
+
+
+def test_evaluate_scores_only_the_held_out_tail_of_a_training_recording(model):
     path = _file("IR007_0.mat")
     rec = cwru.read(path)
     result = bearing.evaluate([path])
-    assert set(result) == {"model", "sha256", "accuracy", "recall", "n"}
-    assert result["n"] == len(rec.de) // BearingModel.load().window
-    assert set(result["recall"]) == {"inner"}
-    assert 0.0 <= result["accuracy"] <= 1.0
+    tail = len(rec.de) - cwru.split_point(len(rec.de), bearing.TRAIN_FRACTION)
+    assert result["n"] == tail // model.window
+    assert set(result["recall"]) == {"inner"} and "held-out" in result["files"]["IR007_0.mat"]["scored"]
+    assert sum(map(sum, result["confusion"])) == result["n"]
+    assert "confusion matrix rows = true class" in result["protocol"]
+    whole = bearing.evaluate([path], whole=True)
+    assert whole["n"] == len(rec.de) // model.window and "INCLUDING" in whole["files"]["IR007_0.mat"]["scored"]
+
+
+def test_damaged_or_short_files_are_named(tmp_path, recordings):
+    import scipy.io
+
+    bad = tmp_path / "IR007_0.mat"
+    bad.write_bytes(b"MATLAB 5.0 MAT-file, then nothing useful")
+    with pytest.raises(ValueError, match=r"IR007_0.mat: not a readable MATLAB"):
+        cwru.read(bad)
+    short = tmp_path / "B007_0.mat"
+    scipy.io.savemat(short, {"X118_DE_time": recordings[0].de[:1000, None], "X118RPM": np.array([[1796.0]])})
+    with pytest.raises(ValueError, match="B007_0.mat: X118_DE_time has 1000 samples, too short"):
+        cwru.read(short)

@@ -125,3 +125,49 @@ def test_mapping_and_array_agree(model):
 def test_a_rule_breaking_record_scores_above_a_benign_one(model):
     overstrained = {**BENIGN, "Type": "L", "Torque [Nm]": 60.0, "Tool wear [min]": 220.0}
     assert model.probability(overstrained) > model.threshold > model.probability(BENIGN)
+
+
+def test_untouched_test_split_scores_as_the_card_says(model):
+    from analytics import failure
+
+    inputs, y = failure.read_table(failure.csv_path())
+    train, test = failure.holdout_split(y)
+    recorded = model.card.metrics["test"]
+    assert failure.rows_digest(test) == recorded["rows_sha256"] and recorded["split_seed"] == failure.TEST_SEED
+    assert not set(train) & set(test) and len(test) == recorded["n"] == 2000
+    assert y[test].mean() == pytest.approx(y.mean(), abs=0.002)  # stratified
+    result = failure.evaluate()
+    for key in ("f1", "f1_at_0.5", "roc_auc", "pr_auc"):
+        assert result[key] == pytest.approx(recorded[key], abs=1e-9), key
+    assert "untouched" in result["protocol"] and model.card.metrics["train_rows"] == len(train)
+
+
+def test_the_card_records_each_inputs_training_range(model):
+    ranges = model.card.inputs["valid_ranges"]
+    assert set(ranges) == {"air_temperature_k", "process_temperature_k", "rotational_speed_rpm", "torque_nm", "tool_wear_min"}
+    assert ranges["air_temperature_k"][0] > 290 and ranges["rotational_speed_rpm"][1] < 3000
+
+
+def test_an_idle_machines_zeros_get_no_probability(model):
+    zeros = {"type": "L", "air_temperature_k": 0.0, "process_temperature_k": 0.0, "rotational_speed_rpm": 0.0,
+             "torque_nm": 0.0, "tool_wear_min": 0.0}
+    verdict = model.assess(zeros)
+    assert not verdict.valid and verdict.value is None
+    assert "air_temperature_k = 0 K is outside the training range" in verdict.reason
+    missing = model.assess({**BENIGN, "Torque [Nm]": None})
+    assert not missing.valid and "torque_nm is missing" in missing.reason
+    stale = model.assess(BENIGN, ages_s={"torque_nm": 900.0, "tool_wear_min": 5.0}, max_age_s=600.0)
+    assert not stale.valid and "torque_nm is stale" in stale.reason
+    fine = model.assess(BENIGN, ages_s={"torque_nm": 5.0}, max_age_s=600.0)
+    assert fine.valid and fine.value == pytest.approx(model.probability(BENIGN)) and fine.detail["flagged"] is False
+
+
+def test_malformed_csv_is_named_by_line_and_column(tmp_path):
+    from analytics import failure
+
+    lines = failure.csv_path().read_text(encoding="utf-8-sig").splitlines()[:4]
+    cells = lines[2].split(",")
+    cells[3] = "nan"
+    (tmp_path / "bad.csv").write_text("\n".join([lines[0], lines[1], ",".join(cells), lines[3]]) + "\n")
+    with pytest.raises(ValueError, match=r"bad.csv: line 3: column 'Air temperature \[K\]': 'nan'"):
+        failure.read_table(tmp_path / "bad.csv")
