@@ -84,7 +84,7 @@ class FjspModel:
                 alts = [a for a in alts if a.machine == op.fixed[0]]
             elif (j, o) in keep:
                 alts = [a for a in alts if a.machine == keep[(j, o)]]
-            lo = max(instance.jobs[j].release, 0) if o == 0 and op.fixed is None else 0
+            lo = max(instance.jobs[j].release, 0) if op.fixed is None else 0  # nothing unfrozen starts before the release
             s = m.NewIntVar(op.fixed[1] if op.fixed else lo, op.fixed[1] if op.fixed else h, f"s{j}_{o}")
             lits = {a.machine: (m.NewConstant(1) if len(alts) == 1 else m.NewBoolVar(f"x{j}_{o}_{a.machine}"))
                     for a in alts}
@@ -106,7 +106,7 @@ class FjspModel:
             down = [m.NewFixedSizeIntervalVar(s, e - s, f"down{mach}_{s}") for s, e in instance.unavailable.get(mach, [])]
             m.AddNoOverlap([iv for _, iv, _, _ in items] + down)
             if instance.has_setups() and len(items) > 1:
-                self._circuit(mach, items)
+                self._circuit(mach, items, keep, set(order or []))
         self.makespan = m.NewIntVar(0, h, "makespan")
         lasts = [self.ends[(j, len(job.operations) - 1)] for j, job in enumerate(instance.jobs) if job.operations]
         m.AddMaxEquality(self.makespan, lasts)
@@ -118,7 +118,7 @@ class FjspModel:
                 self.tardiness.append(job.weight * t)
         m.Minimize(self._objective_expr(h))
 
-    def _circuit(self, mach: int, items) -> None:  # type: ignore[no-untyped-def]
+    def _circuit(self, mach: int, items, keep, consecutive) -> None:  # type: ignore[no-untyped-def]
         """Sequence-dependent changeovers: a Hamiltonian path through the operations present on the machine."""
         m, inst = self.model, self.instance
         arcs = []
@@ -130,6 +130,8 @@ class FjspModel:
             for k, (kk, _, lk, _) in enumerate(items, 1):
                 if k == i or kk[0] == ki[0] and kk[1] < ki[1]:
                     continue  # a job's later operation never precedes its earlier one
+                if ki in keep and kk in keep and (ki, kk) not in consecutive:
+                    continue  # pinned operations keep their order: only neighbours can follow each other directly
                 lit = m.NewBoolVar("")
                 fk = inst.jobs[kk[0]].operations[kk[1]].family
                 m.AddImplication(lit, li)

@@ -46,9 +46,10 @@ def violations(instance: Instance, schedule: Schedule, *, limit: int = 50) -> li
             found.append(f"{name(p.job, p.op)} starts before 0")
     placed = {k: v for k, v in seen.items() if 0 <= k[0] < len(instance.jobs) and 0 <= k[1] < len(instance.jobs[k[0]].operations)}
     for j, job in enumerate(instance.jobs):
-        first = placed.get((j, 0))
-        if first is not None and job.operations[0].fixed is None and first.start < job.release:  # type: ignore[attr-defined]
-            found.append(f"{name(j, 0)} starts at {first.start} before the release {job.release}")  # type: ignore[attr-defined]
+        for o, op in enumerate(job.operations):
+            p = placed.get((j, o))
+            if p is not None and op.fixed is None and p.start < job.release:  # type: ignore[attr-defined]
+                found.append(f"{name(j, o)} starts at {p.start} before the release {job.release}")  # type: ignore[attr-defined]
         for o in range(1, len(job.operations)):
             a, b = placed.get((j, o - 1)), placed.get((j, o))
             if a is not None and b is not None and b.start < a.end:  # type: ignore[attr-defined]
