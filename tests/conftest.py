@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from pathlib import Path
 from typing import AsyncIterator
 
 import psycopg
@@ -14,30 +13,16 @@ from psycopg import conninfo
 
 from historian.db import connect
 from historian.migrate import migrate
+from tests.support import service_url
+from tests.support import services_env as _services_env  # noqa: F401  (older imports)
 
-ROOT = Path(__file__).resolve().parent.parent
 BACKENDS = ("timescaledb", "postgresql")
 _ENV = {"timescaledb": "SHOPFLOOR_TEST_TSDB_DSN", "postgresql": "SHOPFLOOR_TEST_PG_DSN"}
 
 
-def _services_env() -> dict[str, str]:
-    path = ROOT / ".shopfloor" / "services.env"
-    found: dict[str, str] = {}
-    if path.exists():
-        for line in path.read_text().splitlines():
-            key, _, value = line.partition("=")
-            if key and value:
-                found[key.strip()] = value.strip()
-    return found
-
-
 def server_dsn(backend: str) -> str:
     """The maintenance DSN of a test server: from the environment or scripts/services' env file."""
-    var = _ENV[backend]
-    dsn = os.environ.get(var) or _services_env().get(var)
-    if not dsn:
-        pytest.fail(f"{var} is not set and .shopfloor/services.env has none: run `scripts/services up` first")
-    return dsn
+    return service_url(_ENV[backend])
 
 
 def with_dbname(dsn: str, dbname: str) -> str:
