@@ -1,17 +1,15 @@
-"""Where the public data sets are: $SHOPFLOOR_DATA, default ../shared/data beside the project."""
+"""Where the public data sets are, for analytics: the one lookup of datasets/ (full set, else the slice)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parent.parent
+from datasets import SLICES, dataset_dir, full_root
+
+__all__ = ["data_root", "dataset_dir"]
 
 
 def data_root() -> Path:
-    """The folder holding cmapss/, cwru-bearing/, ai4i2020/ and the rest; FileNotFoundError says how to set it."""
-    configured = os.environ.get("SHOPFLOOR_DATA")
-    path = Path(configured) if configured else PROJECT.parent / "shared" / "data"
-    if not path.is_dir():
-        raise FileNotFoundError(f"data folder {path} not found; set SHOPFLOOR_DATA to the shared data sets")
-    return path
+    """The folder holding the full sets (cmapss/, cwru-bearing/, ...), else the committed slices' folder."""
+    root = full_root()
+    return root if root is not None and root.is_dir() else SLICES

@@ -35,17 +35,29 @@ def full_root() -> Path | None:
 def dataset_dir(name: str, *, full: bool = False) -> Path:
     """The folder of one set (e.g. "cmapss"): the full set where present, else its committed slice.
 
-    With full=True only the full set will do (training, held-out evaluation). FileNotFoundError names
-    the set and how to get it.
+    With full=True only the full set will do (training, held-out evaluation); a committed slice that holds
+    the whole set (ai4i2020) counts as full. FileNotFoundError names the set and how to get it.
     """
     root = full_root()
     if root is not None and (root / name).is_dir():
         return root / name
-    if not full and (SLICES / name).is_dir():
+    if (SLICES / name).is_dir() and (not full or is_complete(SLICES / name, name)):
         return SLICES / name
     where = f"{root / name}" if root is not None else f"$SHOPFLOOR_DATA/{name} (SHOPFLOOR_DATA is not set)"
     raise FileNotFoundError(f"data set {name!r} not found at {where}; run `shopfloor data fetch {name}` "
                             f"or set SHOPFLOOR_DATA to a folder holding it")
+
+
+def is_complete(folder: Path, name: str) -> bool:
+    """Whether a folder holds every catalogued file of a set at its full size (a slice may be the whole set)."""
+    from datasets.catalog import files_of
+
+    try:
+        files = files_of(name)
+    except KeyError:
+        return False
+    return bool(files) and all((folder / f.path).is_file() and (folder / f.path).stat().st_size == f.size
+                               for f in files)
 
 
 def is_slice(path: Path) -> bool:

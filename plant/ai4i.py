@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plant.data import data_dir
+from plant.data import dataset_dir
 
 COLUMNS = ("Air temperature [K]", "Process temperature [K]", "Rotational speed [rpm]", "Torque [Nm]",
            "Tool wear [min]")
@@ -17,6 +17,6 @@ COLUMNS = ("Air temperature [K]", "Process temperature [K]", "Rotational speed [
 @lru_cache(maxsize=2)
 def process_rows(root: Path | None = None) -> np.ndarray:
     """Every record's five process readings (air K, process K, rpm, torque Nm, tool wear min), file order."""
-    path = (root or data_dir()) / "ai4i2020" / "ai4i2020.csv"
+    path = dataset_dir("ai4i2020", root) / "ai4i2020.csv"
     with path.open(encoding="utf-8-sig", newline="") as f:
         return np.array([[float(row[c]) for c in COLUMNS] for row in csv.DictReader(f)])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from plant.data import data_dir
+from plant.data import dataset_dir
 
 WINDOW = 1200  # 0.1 s at 12 kHz
 # healthy first, then growing inner-race faults: wear picks how far along this list a machine is
@@ -28,5 +28,5 @@ def vibration_rms(wear: float, step: int, root: Path | None = None) -> float:
     """RMS vibration (g) of the recording for this wear (0..1), window `step` of it (wrapping)."""
     # healthy for the first half of life, then ever larger faults
     stage = 0 if wear <= 0.5 else 1 + min(int((wear - 0.5) * 2 * (len(STAGES) - 1)), len(STAGES) - 2)
-    windows = _rms_windows((root or data_dir()) / "cwru-bearing" / STAGES[stage])
+    windows = _rms_windows(dataset_dir("cwru-bearing", root) / STAGES[stage])
     return float(windows[step % len(windows)])

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from plant.data import data_dir
+from plant.data import dataset_dir
 
 COLUMNS = ["unit", "cycle", "setting1", "setting2", "setting3"] + [f"s{i}" for i in range(1, 22)]
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class Trajectory:
 
 def read(subset: str = "FD001", split: str = "train", root: Path | None = None) -> list[Trajectory]:
     """Every unit of train_FD00x or test_FD00x, in unit order."""
-    path = (root or data_dir()) / "cmapss" / f"{split}_{subset}.txt"
+    path = dataset_dir("cmapss", root) / f"{split}_{subset}.txt"
     table = np.loadtxt(path)
     units = table[:, 0].astype(int)
     return [Trajectory(int(u), table[units == u]) for u in np.unique(units)]
