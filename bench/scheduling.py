@@ -1,0 +1,175 @@
+"""Scheduling: Shopfloor's solver against the plain CP-SAT model, same instance, same time, same run.
+
+    python -m bench.scheduling [--time-limit 60] [--workers 2] [--instances mk01,...] [--hurink-limit 5]
+                               [--hurink-sets edata,rdata] [--hurink-every 1] [--reschedule-limit 10]
+                               [--full-resolve-limit 60] [--skip-hurink] [--skip-reschedule]
+
+1. Brandimarte mk01-mk10 from `datasets.dataset_dir("scheduling", full=True)`: per instance, Shopfloor's solver
+   (dispatching start, CP-SAT with the hint, CP-SAT LNS on sub-problems, CP-SAT again for the bound) and then
+   the reference model (optional intervals per alternative, AddNoOverlap per machine, no hint), each for
+   --time-limit s on --workers threads. Gaps are to the best known makespan, the upper bound in
+   fjsp/bounds.json (mk06 58, mk10 197). Every schedule goes through scheduling.validate.
+2. Hurink edata and rdata (every --hurink-every-th instance), our solver only, --hurink-limit s each, gaps to
+   the BKS_fjsp.md upper bound.
+3. Rescheduling on a generated 100-job x 10-machine instance with 4 families, changeovers and due dates:
+   solved for --time-limit s (the running schedule); at a third of its makespan the busiest machine breaks
+   down for 10 % of the makespan. Measured: time to the first valid schedule (right-shift repair), the
+   re-optimised objective (10 x makespan... see scheduling.events: makespan + weighted tardiness) after
+   --reschedule-limit s with the stability term, a --full-resolve-limit s re-solve without stability, and
+   right-shift repair; moved operations of each.
+One JSON line per instance, then a summary line. Progress on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+from datasets import dataset_dir
+from scheduling.cpsat import Objective
+from scheduling.events import Event, reschedule
+from scheduling.generate import generate
+from scheduling.parsers import load_instance
+from scheduling.reference import solve_reference
+from scheduling.solver import score, solve
+from scheduling.validate import violations
+
+
+def _gap(value: float | None, best: float) -> float | None:
+    return None if value is None else round(100.0 * (value - best) / best, 3)
+
+
+def brandimarte(root: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    """Ours and the reference on each mk instance, one JSON line each."""
+    bounds = {b["name"]: b for b in json.loads((root / "fjsp" / "bounds.json").read_text())}
+    rows = []
+    for name in args.instances.split(","):
+        best = bounds[name]["optimum"] or bounds[name]["bounds"]["upper"]
+        proven = bounds[name]["optimum"] is not None
+        inst = load_instance(root / "fjsp" / "Brandimarte_Data" / "Text" / f"Mk{name[2:]}.fjs")
+        print(f"{name}: ours {args.time_limit}s ...", file=sys.stderr, flush=True)
+        ours = solve(inst, args.time_limit, args.workers)
+        print(f"{name}: reference {args.time_limit}s ...", file=sys.stderr, flush=True)
+        ref = solve_reference(inst, args.time_limit, args.workers)
+        g, rg = _gap(ours.objective, best), _gap(ref.objective, best)
+        row = {"instance": name, "best_known": best, "best_known_proven": proven,
+               "makespan": ours.objective, "bound": ours.bound, "status": ours.status, "gap_pct": g,
+               "seconds": round(ours.seconds, 2), "schedule_valid": not violations(inst, ours.schedule),
+               "reference_makespan": ref.objective, "reference_bound": ref.bound, "reference_status": ref.status,
+               "reference_gap_pct": rg, "reference_valid": ref.schedule is not None and not violations(inst, ref.schedule),
+               "gap_ratio": None if not g else round(rg / g, 2) if rg is not None else None,
+               "reached_proven_optimum": (ours.objective == best) if proven else None,
+               "time_limit_s": args.time_limit, "workers": args.workers,
+               "load_avg_1min": round(os.getloadavg()[0], 2)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
+def hurink(root: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Mean gap to the best known upper bound per Hurink set."""
+    table = (root / "fjsp" / "BKS_fjsp.md").read_text()
+    ubs = {(m[1], m[2]): int(m[3]) for m in re.finditer(r"^\| (edata|rdata|vdata) \| [erv]-(\S+) \|[^|]*\|[^|]*\|[^|]*\|[^|]*\| *(\d+) *\|",
+                                                         table, re.M)}
+    out: dict[str, Any] = {}
+    for s in args.hurink_sets.split(","):
+        files = sorted((root / "fjsp" / "Hurink_Data" / "Text" / s).glob("*.fjs"))[::args.hurink_every]
+        gaps = []
+        for f in files:
+            key = (s, f.stem)
+            if key not in ubs:
+                continue
+            inst = load_instance(f)
+            r = solve(inst, args.hurink_limit, args.workers)
+            ok = not violations(inst, r.schedule)
+            gaps.append(_gap(r.objective, ubs[key]) if ok else None)
+            print(json.dumps({"set": s, "instance": f.stem, "makespan": r.objective, "best_known": ubs[key],
+                              "gap_pct": gaps[-1], "status": r.status, "schedule_valid": ok,
+                              "time_limit_s": args.hurink_limit}), flush=True)
+        valid = [g for g in gaps if g is not None]
+        out[s] = {"instances": len(gaps), "mean_gap_pct": round(mean(valid), 3) if valid else None,
+                  "invalid": len(gaps) - len(valid)}
+    return out
+
+
+def rescheduling(args: argparse.Namespace) -> dict[str, Any]:
+    """Breakdown on a generated 100 x 10 instance: repair, stable re-optimisation and a full re-solve compared."""
+    inst = generate(100, 10, seed=7)
+    base = Objective("weighted", 10, 10)
+    print(f"reschedule: initial solve {args.time_limit}s ...", file=sys.stderr, flush=True)
+    current = solve(inst, args.time_limit, args.workers, objective=base).schedule
+    span = current.makespan()
+    busy = max(range(inst.n_machines), key=lambda m: sum(p.end - p.start for p in current.placements if p.machine == m))
+    event = Event("machine_down", span // 3, machine=busy, until=span // 3 + span // 10)
+    curve: list[tuple[float, float]] = []
+    t0 = time.monotonic()
+    print(f"reschedule: event + {args.reschedule_limit}s ...", file=sys.stderr, flush=True)
+    rs = reschedule(inst, current, event, time_limit=args.reschedule_limit, workers=args.workers,
+                    on_progress=lambda t, o, b: curve.append((time.monotonic() - t0, o)))
+    print(f"reschedule: full re-solve {args.full_resolve_limit}s ...", file=sys.stderr, flush=True)
+    full = solve(rs.instance, args.full_resolve_limit, args.workers, objective=base, hint=rs.repaired)
+    full_obj = score(rs.instance, full.schedule, base) / 10
+    from scheduling.events import diff
+    full_moved = len(diff(current, full.schedule).moved)
+    valid = not violations(rs.instance, rs.optimised.schedule) and not violations(rs.instance, rs.repaired)
+    return {"instance": inst.name, "event": {"kind": event.kind, "machine": inst.machines[busy], "at": event.at,
+                                             "until": event.until},
+            "objective": "makespan + weighted tardiness",
+            "first_valid_s": round(rs.first_valid_s, 4),
+            "objective_at_limit": rs.optimised_objective, "limit_s": args.reschedule_limit,
+            "full_resolve_objective": full_obj, "full_resolve_s": args.full_resolve_limit,
+            "gap_at_10s_pct": _gap(rs.optimised_objective, full_obj),
+            "moved_ops": len(rs.optimised_diff.moved), "shifted_ops": rs.optimised_diff.shifted,
+            "full_resolve_moved_ops": full_moved,
+            "right_shift": {"objective": rs.repaired_objective, "moved_ops": len(rs.repair_diff.moved),
+                            "shifted_ops": rs.repair_diff.shifted, "gap_pct": _gap(rs.repaired_objective, full_obj)},
+            "schedules_valid": valid}
+
+
+def main() -> None:
+    """Run the benchmark and print its JSON lines."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--time-limit", type=float, default=60.0)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--instances", default=",".join(f"mk{i:02d}" for i in range(1, 11)))
+    p.add_argument("--hurink-limit", type=float, default=5.0)
+    p.add_argument("--hurink-sets", default="edata,rdata")
+    p.add_argument("--hurink-every", type=int, default=1, help="every n-th instance of each set")
+    p.add_argument("--reschedule-limit", type=float, default=10.0)
+    p.add_argument("--full-resolve-limit", type=float, default=60.0)
+    p.add_argument("--skip-hurink", action="store_true")
+    p.add_argument("--skip-reschedule", action="store_true")
+    args = p.parse_args()
+    root = dataset_dir("scheduling", full=True)
+    rows = brandimarte(root, args)
+    summary: dict[str, Any] = {"summary": True, "time_limit_s": args.time_limit, "workers": args.workers,
+                               "load_avg_1min_start": None}
+    gaps = [r["gap_pct"] for r in rows if r["gap_pct"] is not None]
+    rgaps = [r["reference_gap_pct"] for r in rows if r["reference_gap_pct"] is not None]
+    summary.update({
+        "brandimarte_mean_gap_pct": round(mean(gaps), 3) if gaps else None,
+        "reference_mean_gap_pct": round(mean(rgaps), 3) if rgaps else None,
+        "instances": len(rows),
+        "proven_optima_reached": f"{sum(bool(r['reached_proven_optimum']) for r in rows if r['best_known_proven'])}"
+                                 f"/{sum(r['best_known_proven'] for r in rows)}",
+        "all_valid": all(r["schedule_valid"] for r in rows)})
+    del summary["load_avg_1min_start"]
+    if not args.skip_hurink:
+        h = hurink(root, args)
+        summary["hurink_mean_gap_pct"] = {k: v["mean_gap_pct"] for k, v in h.items()}
+        summary["hurink"] = {**h, "time_limit_s": args.hurink_limit, "every": args.hurink_every}
+    if not args.skip_reschedule:
+        summary["reschedule"] = rescheduling(args)
+    summary["load_avg_1min"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
