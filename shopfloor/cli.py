@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shopfloor import models_cli
+from shopfloor import data_fetch, models_cli
 from scheduling import cli as scheduling_cli
 from shopfloor.config import Config, ConfigError, load
 
@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     browse.set_defaults(func=cmd_gateway_browse)
     sub.add_parser("plant", help=cmd_plant.__doc__).set_defaults(func=cmd_plant)
     models_cli.add_commands(sub)  # train, evaluate
+    data_fetch.add_commands(sub)  # data fetch
     scheduling_cli.add_commands(sub)  # schedule solve
     services = sub.add_parser("services", help=cmd_services.__doc__)
     services.add_argument("action", choices=["up", "down", "status"])
