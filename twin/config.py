@@ -113,12 +113,16 @@ class TwinConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     record_interval: float = 2.0
     """Seconds between writes of intervals, counts, alarms, status and the snapshot (one transaction)."""
     baseline_points: int = 30
+    min_distinct_values: int = 5
+    """A learned baseline with fewer distinct values is constant or quantised: the signal is not judged."""
+    stale_after_s: float = 60.0
+    """A producing machine's sensor with no good reading for this long raises one bad_input alarm."""
     rul_window: int = 1000
     """Rows of model input kept per machine (C-MAPSS engines last up to ~550 cycles)."""
     machines: list[MachineConfig] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for key in ("tick_interval", "record_interval", "time_resolution"):
+        for key in ("tick_interval", "record_interval", "time_resolution", "stale_after_s"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"{key}: must be > 0, got {getattr(self, key)}")
         if self.baseline_points < 2:

@@ -22,6 +22,7 @@ import numpy as np
 from historian.registry import TagRegistry
 from historian.samples import SampleBatch
 from twin import kernels
+from twin.alarms import BAD_INPUT, AlarmEvent, AlarmTracker
 from twin.config import FAILURE_INPUTS, SIGNALS, MachineConfig, TwinConfig
 
 log = logging.getLogger(__name__)
@@ -71,24 +72,14 @@ class Count:
     scrap: int
 
 
-@dataclass(frozen=True, slots=True)
-class Alarm:
-    """A sensor point that broke rules."""
-
-    machine: int
-    tag_id: int
-    ts_us: int
-    rules: list[str]
-    value: float
-
-
 @dataclass(slots=True)
 class StepOutput:
     """What a step produced, for the historian."""
 
     intervals: list[Interval] = field(default_factory=list)
     counts: list[Count] = field(default_factory=list)
-    alarms: list[Alarm] = field(default_factory=list)
+    alarms: list[AlarmEvent] = field(default_factory=list)
+    """Alarm transitions (raised, updated, escalated, cleared, suppressed, released), in time order."""
     rul_rows: set[int] = field(default_factory=set)
     """Machines that got a new row of model inputs."""
 
@@ -169,6 +160,12 @@ class Twin:
         self.last_ts: dict[int, int] = {}  # tag id -> newest sample taken
         self.last_value = np.full((m, s), np.nan)
         self.last_alarm = np.zeros((m, s), dtype=np.uint32)
+        # state-based suppression: SPC runs only on a producing machine (when the twin knows its state)
+        self.has_state = np.array([bool(mc.state_tag or any(getattr(mc, f"{g}_tag") for g in SIGNALS))
+                                   for mc in config.machines], dtype=bool)
+        self.novar = np.zeros((m, s), dtype=bool)  # baseline had no variation (constant or quantised)
+        self.bad = np.zeros((m, s), dtype=bool)  # the latest reading had bad quality
+        self.alarms = AlarmTracker()
         self._roles: dict[int, list[tuple[str, int, int]]] = {}
         for tid, role, machine, index in layout.roles:
             self._roles.setdefault(tid, []).append((role, machine, index))
@@ -203,13 +200,17 @@ class Twin:
             return out
         order = np.argsort(mine.ts_us, kind="stable")
         tag, ts, value = mine.tag_id[order], mine.ts_us[order], mine.value[order]
-        fresh = mine.quality[order] >= 192  # a bad reading has no value to judge a machine by
+        good_q = mine.quality[order] >= 192  # a bad reading has no value to judge a machine by
+        new = np.ones(len(tag), dtype=bool)
         for tid in np.unique(tag):
             last = self.last_ts.get(int(tid))
             if last is not None:
-                fresh &= ~((tag == tid) & (ts <= last))
+                new &= ~((tag == tid) & (ts <= last))
+        self._mark_bad(tag[new & ~good_q], ts[new & ~good_q], tag[new & good_q], ts[new & good_q])
+        fresh = new & good_q
         tag, ts, value = tag[fresh], ts[fresh], value[fresh]
         if not len(tag):
+            self._input_health(out)
             return out
         for t in np.unique(tag):
             self.last_ts[int(t)] = int(ts[tag == t].max())
@@ -223,7 +224,40 @@ class Twin:
         scrap = self.state.scrap_total - before_scrap
         for m in np.flatnonzero((good > 0) | (scrap > 0)):
             out.counts.append(Count(int(m), last_round_ts, int(round(good[m])), int(round(scrap[m]))))
+        self._input_health(out)
         return out
+
+    def _mark_bad(self, bad_tags: np.ndarray, bad_ts: np.ndarray, ok_tags: np.ndarray, ok_ts: np.ndarray) -> None:
+        """Sensors whose newest reading in this batch has bad quality (a newer good one clears it in _round)."""
+        for tid in np.unique(bad_tags).tolist():
+            newest_bad = int(bad_ts[bad_tags == tid].max())
+            ok = ok_ts[ok_tags == tid]
+            if len(ok) and int(ok.max()) > newest_bad:
+                continue
+            for role, m, j in self._roles[tid]:
+                if role == _SENSOR:
+                    self.bad[m, j] = True
+
+    def _producing(self) -> np.ndarray:
+        """Machines whose signals are judged: producing, or with no state source to tell."""
+        return ~self.has_state | (self.state.machine_state == kernels.STATE_PRODUCING)
+
+    def _input_health(self, out: StepOutput) -> None:
+        """Bad-input alarms for producing machines' sensors that are bad or stale; the flood alarm's clearing."""
+        now = self.last_ts_max()
+        if not now:
+            return
+        stale_us = self.config.stale_after_s * 1e6
+        producing = self._producing()
+        for m, ids in enumerate(self.layout.sensors):
+            if producing[m]:
+                since = int(self.state.state_since_us[m]) or now
+                for j, tid in enumerate(ids):
+                    age = now - self.last_ts.get(tid, since)
+                    reason = "bad quality" if self.bad[m, j] else f"stale: no reading for {age / 1e6:.0f} s"
+                    out.alarms += self.alarms.bad_input(m, tid, now, bool(self.bad[m, j] or age > stale_us), reason,
+                                                        float(self.last_value[m, j]))
+            out.alarms += self.alarms.flood_check(m, now)
 
     def _rounds(self, tags: list[int], ts: list[int]) -> list[int]:
         """Boundaries of the kernel ticks over time-ordered samples: a tick spans at most time_resolution
@@ -244,12 +278,16 @@ class Twin:
         x = np.full((m_count, s_count), np.nan)
         x_ts = np.zeros((m_count, s_count), dtype=np.int64)
         has_signal = np.zeros(m_count, dtype=np.uint8)
+        producing = self._producing()  # as of the previous tick: a sensor is judged in the state it was read in
         good_raw = np.full(m_count, np.nan)
         scrap_raw = np.full(m_count, np.nan)
         for tid, t, v in zip(tags.tolist(), ts.tolist(), values.tolist()):
             for role, m, j in self._roles[tid]:
                 if role == _SENSOR:
-                    if self.active[m, j]:
+                    self.bad[m, j] = False
+                    if not producing[m]:
+                        pass  # state-based suppression: no SPC, no baseline from an idle or stopped machine
+                    elif self.active[m, j]:
                         x[m, j], x_ts[m, j] = v, t
                     else:
                         self._learn(m, j, v)
@@ -290,11 +328,19 @@ class Twin:
                 out.intervals.append(
                     Interval(int(m), STATE_NAMES[int(res.prev_state[m])], int(res.prev_since_us[m]), now_us)
                 )
-        for m, j in zip(*np.nonzero(res.alarms)):
+            if self.has_state[m]:
+                out.alarms += self.alarms.producing(int(m), self.state.machine_state[m] == kernels.STATE_PRODUCING,
+                                                    now_us)
+        judged = set(zip(*np.nonzero(res.alarms)))
+        # an active SPC alarm counts its signal's in-control points towards clearing
+        judged |= {(m, self.layout.sensors[m].index(t)) for m, t, r in self.alarms.active
+                   if r == "spc" and t is not None and not np.isnan(x[m, self.layout.sensors[m].index(t)])}
+        for m, j in sorted(judged):
             bits = int(res.alarms[m, j])
-            self.last_alarm[m, j] = bits
-            out.alarms.append(Alarm(int(m), self.layout.sensors[m][j], int(x_ts[m, j]), rule_names(bits),
-                                    float(x[m, j])))
+            if bits:
+                self.last_alarm[m, j] = bits
+            out.alarms += self.alarms.point(int(m), self.layout.sensors[m][j], int(x_ts[m, j]), bits,
+                                            rule_names(bits), float(x[m, j]))
         # a part made is one cycle of model inputs (the plant's machines wear one C-MAPSS cycle per part)
         made = (self.state.good_total + self.state.scrap_total) > parts_before
         for m in np.flatnonzero(made):
@@ -311,8 +357,13 @@ class Twin:
             return
         mu = float(np.mean(points))
         sigma = float(np.std(points, ddof=1))
-        if not sigma > 0:  # a constant baseline: any move is news, at a scale the sensor's value sets
-            sigma = max(abs(mu) * 1e-3, 1e-6)
+        # a constant or quantised signal (a few levels) would break the pattern rules on every point:
+        # it is not judged, and learns again from its next points (it may start to vary)
+        if not sigma > 0 or len(set(points)) < self.config.min_distinct_values:
+            self.novar[m, j] = True
+            del self.baseline[(m, j)]
+            return
+        self.novar[m, j] = False
         self.params.mu[m, j], self.params.sigma[m, j] = mu, sigma
         self.state.ewma[m, j] = mu
         self.active[m, j] = True
@@ -328,7 +379,9 @@ class Twin:
             sensors[str(tid)] = {
                 "value": _finite(self.last_value[m, j]),
                 "baseline": "learned" if self.active[m, j] else
-                f"learning ({len(self.baseline.get((m, j), []))}/{self.config.baseline_points})",
+                f"learning ({len(self.baseline.get((m, j), []))}/{self.config.baseline_points})"
+                + ("; no variation so far (constant or quantised): not judged" if self.novar[m, j] else ""),
+                "input": "bad" if self.bad[m, j] else "good",
                 "mu": mu if self.active[m, j] else None,
                 "sigma": sigma if self.active[m, j] else None,
                 "ewma": _finite(self.state.ewma[m, j]) if self.active[m, j] else None,
@@ -354,12 +407,14 @@ class Twin:
             "mu": self.params.mu, "sigma": self.params.sigma, "active": self.active, "signals": self.signals,
             "rul_inputs": self.rul_inputs, "failure_inputs": self.failure_inputs,
             "renewal_counter": self.renewal_counter, "last_value": self.last_value, "last_alarm": self.last_alarm,
+            "novar": self.novar, "bad": self.bad,
         }
         return msgspec.msgpack.encode({
             "arrays": {k: (str(v.dtype), list(v.shape), np.ascontiguousarray(v).tobytes()) for k, v in arrays.items()},
             "baseline": [[m, j, pts] for (m, j), pts in self.baseline.items()],
             "rul_history": [[row.tolist() for row in h] for h in self.rul_history],
             "last_ts": [[k, v] for k, v in self.last_ts.items()],
+            "alarms": self.alarms.dump(),
         })
 
     def restore(self, data: bytes) -> None:
@@ -373,6 +428,10 @@ class Twin:
         self.failure_inputs[:] = arrays["failure_inputs"]
         self.renewal_counter[:] = arrays["renewal_counter"]
         self.last_alarm[:] = arrays["last_alarm"]
+        for key in ("novar", "bad"):  # absent from snapshots taken before alarms had a lifecycle
+            if key in arrays:
+                getattr(self, key)[:] = arrays[key]
+        self.alarms.load(raw.get("alarms"))
         self.baseline = {(m, j): list(pts) for m, j, pts in raw["baseline"]}
         for h, rows in zip(self.rul_history, raw["rul_history"]):
             h.clear()

@@ -10,6 +10,7 @@ import msgspec
 import psycopg
 
 from historian.samples import SampleBatch, from_us
+from twin.alarms import AlarmEvent
 from twin.engine import Layout, StepOutput
 from twin.model_card import ModelCard
 
@@ -57,11 +58,7 @@ async def record(
                 "SET good = part_counts.good + excluded.good, scrap = part_counts.scrap + excluded.scrap",
                 [(ids[c.machine], from_us(c.ts_us), c.good, c.scrap) for c in out.counts],
             )
-        if out.alarms:
-            await cur.executemany(
-                "INSERT INTO alarms (machine_id, tag_id, ts, rules, value) VALUES (%s, %s, %s, %s, %s)",
-                [(ids[a.machine], a.tag_id, from_us(a.ts_us), a.rules, a.value) for a in out.alarms],
-            )
+        await _alarms(cur, ids, out.alarms)
         await cur.executemany(
             "INSERT INTO machine_status AS s (machine_id, state, state_since, good_total, scrap_total, sensors, "
             "predictions, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now()) "
@@ -109,6 +106,59 @@ async def register_models(conn: psycopg.AsyncConnection, cards: Sequence[ModelCa
             (c.name, c.sha256, c.kind, c.version, c.dataset, c.split, c.protocol, json.dumps(c.metrics),
              msgspec.json.encode(c).decode()),
         )
+
+
+_KEY = "machine_id = %(m)s AND coalesce(tag_id, 0) = coalesce(%(t)s, 0) AND rule = %(r)s AND active"
+_JOURNAL = ("INSERT INTO alarm_journal (alarm_id, data_ts, transition, actor, detail) "
+            "SELECT id, %(ts)s, %(kind)s, 'twin', %(detail)s FROM a")
+_ALARM_SQL = {
+    # a replay of a raise (the twin restarted before its snapshot was recorded) finds the alarm active: no-op
+    "raised": "WITH a AS (INSERT INTO alarms (machine_id, tag_id, rule, ts, last_ts, rules, value, priority) "
+              "VALUES (%(m)s, %(t)s, %(r)s, %(ts)s, %(ts)s, %(rules)s, %(v)s, %(p)s) "
+              "ON CONFLICT (machine_id, coalesce(tag_id, 0), rule) WHERE active DO NOTHING RETURNING id) " + _JOURNAL,
+    "updated": "UPDATE alarms SET last_ts = greatest(last_ts, %(ts)s), points = points + %(n)s, value = %(v)s, "
+               "rules = ARRAY(SELECT DISTINCT unnest(rules || %(rules)s::text[]) ORDER BY 1) WHERE " + _KEY,
+    "escalated": "WITH a AS (UPDATE alarms SET priority = %(p)s, last_ts = greatest(last_ts, %(ts)s), "
+                 "points = points + 1, value = %(v)s, "
+                 "rules = ARRAY(SELECT DISTINCT unnest(rules || %(rules)s::text[]) ORDER BY 1) "
+                 "WHERE " + _KEY + " RETURNING id) " + _JOURNAL,
+    "cleared": "WITH a AS (UPDATE alarms SET active = false, cleared_ts = %(ts)s WHERE " + _KEY + " RETURNING id) "
+               + _JOURNAL,
+    "suppressed": "WITH a AS (UPDATE alarms SET suppressed = true WHERE " + _KEY + " RETURNING id) " + _JOURNAL,
+    "released": "WITH a AS (UPDATE alarms SET suppressed = false WHERE " + _KEY + " RETURNING id) " + _JOURNAL,
+}
+
+
+async def _alarms(cur: psycopg.AsyncCursor[Any], ids: Sequence[int], events: Sequence[AlarmEvent]) -> None:
+    """Apply alarm transitions in order; the points that only update an active alarm are folded per alarm."""
+    pending: dict[tuple[int, int | None, str], dict[str, Any]] = {}
+
+    async def flush(key: tuple[int, int | None, str]) -> None:
+        if (row := pending.pop(key, None)) is not None:
+            await cur.execute(_ALARM_SQL["updated"], row)
+
+    for e in events:
+        key = (e.machine, e.tag_id, e.rule)
+        row = {"m": ids[e.machine], "t": e.tag_id, "r": e.rule, "ts": from_us(e.ts_us), "rules": e.rules,
+               "v": e.value, "p": e.priority, "kind": e.kind, "n": 1, "detail": _detail(e)}
+        if e.kind == "updated":
+            if (seen := pending.get(key)) is not None:
+                row["n"] = seen["n"] + 1
+                row["rules"] = sorted(set(seen["rules"]) | set(e.rules))
+                row["ts"] = max(seen["ts"], row["ts"])
+            pending[key] = row
+            continue
+        await flush(key)
+        await cur.execute(_ALARM_SQL[e.kind], row)
+    for key in list(pending):
+        await flush(key)
+
+
+def _detail(e: AlarmEvent) -> str:
+    rules = ", ".join(e.rules)
+    if e.kind in ("raised", "escalated"):
+        return f"{e.priority}: {rules}" + ("" if e.value != e.value else f" at {e.value:g}")
+    return {"suppressed": "machine not producing", "released": "machine producing again"}.get(e.kind, "")
 
 
 def _ts(us: int | None) -> datetime | None:

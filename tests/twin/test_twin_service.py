@@ -87,7 +87,10 @@ def test_engine_turns_a_timeline_into_intervals_counts_and_alarms():
     assert [(i.state, (i.start_us - T0_US) // S, (i.end_us - T0_US) // S) for i in out.intervals] == [
         ("idle", 0, 10), ("producing", 10, 30), ("unplanned_down", 30, 40)]
     assert sum(c.good for c in out.counts) == GOOD and sum(c.scrap for c in out.counts) == SCRAP
-    assert [(a.rules[:1], a.value, (a.ts_us - T0_US) // S) for a in out.alarms] == [(["WE1"], 54.0, 13)]
+    # one alarm: raised by the 4-sigma point, suppressed while the machine is down, released when it produces
+    assert [(a.kind, a.rules[:1], (a.ts_us - T0_US) // S) for a in out.alarms] == [
+        ("raised", ["WE1"], 13), ("suppressed", [], 30), ("released", [], 40)]
+    assert out.alarms[0].priority == "high" and out.alarms[0].value == 54.0
     view = twin.machine_view(0)
     assert (view["state"], view["good_total"], view["scrap_total"]) == ("producing", GOOD, SCRAP)
     # the same samples again (a replay): nothing new
@@ -99,11 +102,24 @@ def test_a_sensor_without_limits_learns_them_from_its_first_points_then_judges()
     config = msgspec.convert({"baseline_points": 20, "machines": [
         {"name": "m1", "sensors": [{"tag": "m1.temp"}]}]}, TwinConfig)
     twin = Twin(config, build_layout(config, registry))
-    calm = [("m1.temp", i, 50.0 + (0.5 if i % 2 else -0.5)) for i in range(20)]  # mean 50, sd ~0.513
+    values = np.random.default_rng(3).normal(50.0, 0.5, 20)
+    calm = [("m1.temp", i, float(v)) for i, v in enumerate(values)]
     assert not twin.step(batch(registry, calm).samples).alarms
-    assert twin.machine_view(0)["sensors"]["4"]["mu"] == pytest.approx(50.0)
-    out = twin.step(batch(registry, [("m1.temp", 30, 52.0)]).samples)  # ~3.9 sd out
-    assert out.alarms and "WE1" in out.alarms[0].rules
+    assert twin.machine_view(0)["sensors"]["4"]["mu"] == pytest.approx(values.mean())
+    out = twin.step(batch(registry, [("m1.temp", 30, values.mean() + 5 * values.std(ddof=1))]).samples)
+    assert out.alarms and out.alarms[0].kind == "raised" and "WE1" in out.alarms[0].rules
+
+
+@pytest.mark.parametrize("levels", [[50.0], [49.5, 50.5], [49.0, 50.0, 51.0]])
+def test_a_constant_or_quantised_signal_is_not_judged(levels):
+    registry = registry_of_tags()
+    config = msgspec.convert({"baseline_points": 20, "machines": [
+        {"name": "m1", "sensors": [{"tag": "m1.temp"}]}]}, TwinConfig)
+    twin = Twin(config, build_layout(config, registry))
+    flat = [("m1.temp", i, levels[i % len(levels)]) for i in range(200)]  # was: Nelson 7 / WE4 on every point
+    assert not twin.step(batch(registry, flat).samples).alarms
+    view = twin.machine_view(0)["sensors"]["4"]
+    assert view["mu"] is None and "no variation" in view["baseline"]
 
 
 def test_an_unknown_tag_in_the_twin_config_is_named():
@@ -137,6 +153,13 @@ async def test_service_records_and_a_restart_counts_nothing_twice(dsn, conn):
     assert await scalar(conn, "SELECT sum(good) FROM part_counts") == GOOD
     assert await scalar(conn, "SELECT sum(scrap) FROM part_counts") == SCRAP
     assert await scalar(conn, "SELECT count(*) FROM alarms") == 1
+    # the replay raised nothing again: one journal entry per transition, in data time
+    cur = await conn.execute("SELECT transition, extract(epoch FROM data_ts) - %s, actor FROM alarm_journal_named "
+                             "ORDER BY id", (T0.timestamp(),))
+    assert [(t, round(float(s)), a) for t, s, a in await cur.fetchall()] == [
+        ("raised", 13, "twin"), ("suppressed", 30, "twin"), ("released", 40, "twin")]
+    cur = await conn.execute("SELECT state, priority, rule, active FROM alarms_named")
+    assert await cur.fetchone() == ("unack_active", "high", "spc", True)
     cur = await conn.execute("SELECT state, extract(epoch FROM start_ts), extract(epoch FROM end_ts) "
                              "FROM state_intervals ORDER BY start_ts")
     t0 = T0.timestamp()
