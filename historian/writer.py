@@ -5,7 +5,8 @@ can delete the batch from its spool then and not before. The queue is bounded in
 it is full, submit() waits (backpressure). A flush starts when enough samples are queued or the
 oldest has waited long enough. Writes are idempotent: samples are unique on (tag_id, ts), the
 common case goes straight in with COPY, and a batch that meets rows already there (a replay)
-goes through a staging table with ON CONFLICT DO NOTHING. Refused samples go to dead_letters.
+goes through a staging table with ON CONFLICT DO NOTHING. Refused samples go to dead_letters,
+which are idempotent too: unique on (source, payload), so a replay adds no second letter.
 """
 
 from __future__ import annotations
@@ -448,7 +449,9 @@ class HistorianWriter:
             return
         async with conn.cursor() as cur:
             await cur.executemany(
-                "INSERT INTO dead_letters (source, reason, payload) VALUES (%s, %s, %s)",
+                # the same refused row again (a replay, a lost acknowledgement) is stored once
+                "INSERT INTO dead_letters (source, reason, payload) VALUES (%s, %s, %s)"
+                " ON CONFLICT (letter_key) DO NOTHING",
                 [(d.source, d.reason, Jsonb(d.payload)) for d in letters],
             )
         log.info("dead-lettered rows", extra={"action": "dead_letter", "count": len(letters)})

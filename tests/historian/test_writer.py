@@ -15,6 +15,7 @@ from historian.samples import Batch, to_us
 from historian.writer import MINUTE_US, merge_spans
 from historian.writer import HistorianWriter
 from tests.historian.helpers import T0, at, scalar, setup_tags
+from tests.support import wait_for_sql
 
 
 def numeric_batch(reg, n: int, start_s: float = 0.0, tag: str = "press1.temperature") -> Batch:
@@ -23,19 +24,30 @@ def numeric_batch(reg, n: int, start_s: float = 0.0, tag: str = "press1.temperat
     return Batch(SampleBatch.from_columns(np.full(n, tid), ts, np.sin(np.arange(n) / 10.0) * 50 + 20))
 
 
-async def table_digest(conn) -> tuple:
-    """Everything the writer can change, to compare before and after a replay."""
-    parts = []
-    for sql in (
-        "SELECT tag_id, ts, value, quality FROM samples ORDER BY tag_id, ts",
-        "SELECT tag_id, ts, value, quality FROM events ORDER BY tag_id, ts",
-        "SELECT id, reason FROM dead_letters ORDER BY id",
-        "SELECT * FROM rollup_1m ORDER BY tag_id, bucket",
-        "SELECT * FROM rollup_1h ORDER BY tag_id, bucket",
-    ):
-        cur = await conn.execute(sql)
-        parts.append(tuple(await cur.fetchall()))
-    return tuple(parts)
+async def table_digest(conn) -> dict[str, tuple[int, str]]:
+    """Every table of the schema as (row count, md5 of its sorted rows), to compare before and after a replay."""
+    cur = await conn.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' "
+        "AND table_type = 'BASE TABLE' ORDER BY table_name"
+    )
+    digest = {}
+    for (table,) in await cur.fetchall():
+        # the rows' text, sorted: independent of physical order, sensitive to any added or changed row
+        row = await (await conn.execute(
+            f'SELECT count(*), md5(coalesce(string_agg(t::text, E\'\\n\' ORDER BY t::text), \'\')) FROM "{table}" t'
+        )).fetchone()
+        digest[table] = (row[0], row[1])
+    return digest
+
+
+async def writer_waits_on_lock(conn) -> None:
+    """Wait until the writer's connection is blocked on a lock (its flush has started and cannot finish)."""
+    await wait_for_sql(
+        conn,
+        "SELECT count(*) > 0 FROM pg_stat_activity WHERE datname = current_database() "
+        "AND application_name = 'shopfloor' AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        True,
+    )
 
 
 async def test_records_land_in_samples_and_events(conn, dsn):
@@ -66,19 +78,47 @@ async def test_replay_leaves_tables_unchanged(conn, dsn):
     reg = await setup_tags(conn)
     batch = numeric_batch(reg, 5000)
     events = [Sample("press1.lot", at(i * 60), f"LOT-{i}") for i in range(10)]
+    # a batch with refused rows among good ones: an unknown tag, a string for a number, a fraction for an int
+    mixed = [
+        Sample("press1.temperature", at(7000), 21.5),
+        Sample("no.such.tag", at(7001), 1.0),
+        Sample("press1.temperature", at(7002), "hot"),
+        Sample("press1.count", at(7003), 3.5),
+        Sample("press1.lot", at(7004), "LOT-X"),
+    ]
+    refused_ids = Batch(SampleBatch.from_columns([99999, -1], [to_us(T0)] * 2, [1.0, 2.0]), source="columns")
     async with HistorianWriter(dsn) as w:
         first = await w.write(batch)
         await w.write_records(events)
+        first_mixed = await w.write_records(mixed, source="test")
+        first_ids = await w.write(refused_ids)
         await conn.execute("SELECT refresh_rollups()")
         before = await table_digest(conn)
         again = await w.write(batch)
         again_events = await w.write_records(events)
+        again_mixed = await w.write_records(mixed, source="test")
+        again_ids = await w.write(refused_ids)
         await conn.execute("SELECT refresh_rollups()")
         after = await table_digest(conn)
     assert (first.written, first.duplicates) == (5000, 0)
     assert (again.written, again.duplicates) == (0, 5000)
     assert (again_events.written, again_events.duplicates) == (0, 10)
-    assert before == after
+    assert (first_mixed.written, first_mixed.dead_letters) == (2, 3)
+    assert (again_mixed.written, again_mixed.duplicates) == (0, 2)
+    assert first_ids.dead_letters == again_ids.dead_letters == 2
+    assert before["dead_letters"][0] == 5
+    assert {t for t, (n, _) in before.items() if n} >= {"samples", "events", "dead_letters", "tags"}
+    changed = sorted(t for t in before if before[t] != after[t])
+    assert changed == [], f"a replay changed {changed}"
+
+
+async def test_the_same_refused_row_from_another_source_is_its_own_letter(conn, dsn):
+    await setup_tags(conn)
+    async with HistorianWriter(dsn) as w:
+        await w.write_records([Sample("no.such.tag", at(0), 1.0)], source="a")
+        await w.write_records([Sample("no.such.tag", at(0), 1.0)], source="b")
+        await w.write_records([Sample("no.such.tag", at(1), 1.0)], source="a")  # another timestamp: another row
+    assert await scalar(conn, "SELECT count(*) FROM dead_letters") == 3
 
 
 async def test_partly_replayed_batch_adds_only_the_new_rows(conn, dsn):
@@ -165,7 +205,7 @@ async def test_ack_only_after_commit_and_backpressure(conn, dsn):
         await blocker.execute("LOCK TABLE samples IN EXCLUSIVE MODE")  # the writer's COPY now waits
         futures = [await w.submit(numeric_batch(reg, 100, start_s=i * 100)) for i in range(3)]
         fourth = asyncio.create_task(w.submit(numeric_batch(reg, 100, start_s=300)))
-        await asyncio.sleep(0.5)
+        await writer_waits_on_lock(conn)
         assert not any(f.done() for f in futures), "acknowledged before commit"
         assert not fourth.done(), "submit did not wait for room in a full queue"
         assert w.queued_rows == 300
@@ -186,7 +226,7 @@ async def test_lost_connection_is_retried_without_loss(conn, dsn):
     async with HistorianWriter(dsn, config) as w:
         await blocker.execute("LOCK TABLE samples IN EXCLUSIVE MODE")
         future = await w.submit(numeric_batch(reg, 1000))
-        await asyncio.sleep(0.3)
+        await writer_waits_on_lock(conn)
         # kill the writer's backend while its COPY waits on the lock
         await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
