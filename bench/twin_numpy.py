@@ -1,12 +1,10 @@
-"""The twin's tick in plain vectorised numpy: the baseline for bench.twin and the oracle for twin.kernels.
+"""The twin's tick as a competent numpy engineer would write it: bench.twin's best-effort baseline.
 
-Same state, parameters and outputs as `twin.kernels.tick`, no numba and no loop over machines or
-sensors: every step works on whole [M, S] arrays. The rules are written the other way round from
-the kernel: the packed predicate histories are unpacked into boolean [points, 15] windows (newest
-first) and each rule is a whole-window reduction (all/any/sum over the last n points), not a
-bit-mask test, so agreement is evidence, not tautology. `value_windows_rules` applies the same
-reductions to windows of standardised values: an oracle for the batch functions that does not
-depend on the history format.
+Same state, parameters and outputs as `twin.kernels.tick`, and the same packed predicate
+histories: each rule is a mask test on the packed int64 words (np.bitwise_count for the
+"4 of 5" rules), computed on whole [M, S] arrays with np.where for missing points instead of
+gathering the finite points out and scattering them back. No Python loop over machines or
+sensors. The slow, independently written oracle is twin.reference.tick_numpy.
 """
 
 from __future__ import annotations
@@ -14,69 +12,63 @@ from __future__ import annotations
 import numpy as np
 
 from twin.kernels import (
-    CUSUM_HIGH, CUSUM_LOW, EWMA_OUT, F_BEYOND3, F_DOWN, F_HI1, F_HI2, F_LO1, F_LO2, F_NEG, F_POS, F_UP, F_WITHIN1, N1,
-    N2, N3, N4, N5, N6, N7, N8, ROLLOVER_FRACTION, STATE_IDLE, STATE_PLANNED_DOWN, STATE_PRODUCING, STATE_SETUP,
-    STATE_UNPLANNED_DOWN, W_BEYOND3, W_DOWN, W_HI1, W_HI2, W_LO1, W_LO2, W_NEG, W_POS, W_UP, W_WITHIN1, WE1, WE2,
-    WE3, WE4, WINDOW, EngineParams, EngineState, TickResult, new_result,
+    _ALT, _KEEP_A, _KEEP_B, CUSUM_HIGH, CUSUM_LOW, EWMA_OUT, F_BEYOND3, F_DOWN, F_HI1, F_HI2, F_LO1, F_LO2, F_NEG,
+    F_POS, F_UP, F_WITHIN1, N1, N2, N3, N4, N5, N6, N7, N8, ROLLOVER_FRACTION, STATE_IDLE, STATE_PLANNED_DOWN,
+    STATE_PRODUCING, STATE_SETUP, STATE_UNPLANNED_DOWN, WE1, WE2, WE3, WE4, EngineParams, EngineState, TickResult,
+    new_result,
 )
 
-
-def _field(word: np.ndarray, offset: int, width: int) -> np.ndarray:
-    """One predicate field of packed histories [n] -> boolean windows [n, WINDOW], newest first, False past width."""
-    win = np.zeros((word.shape[0], WINDOW), dtype=bool)
-    win[:, :width] = (word[:, None] >> (offset + np.arange(width, dtype=np.int64))) & 1
-    return win
+_U = np.uint32
 
 
-def _packed(preds: list[tuple[np.ndarray, int, int]], old: np.ndarray) -> np.ndarray:
-    """Shift each field of old packed histories by one point and put the new predicates at its bit 0."""
-    new = np.zeros_like(old)
-    for pred, offset, width in preds:
-        kept = (old >> offset) & ((1 << (width - 1)) - 1)  # the field's newest width-1 points
-        new |= (kept << (offset + 1)) | (pred.astype(np.int64) << offset)
-    return new
+def _bit(cond: np.ndarray, b: int) -> np.ndarray:
+    """cond as uint32 bit b."""
+    return cond.astype(np.uint32) * _U(b)
 
 
-def rules_from_windows(pos: np.ndarray, neg: np.ndarray, hi1: np.ndarray, lo1: np.ndarray, hi2: np.ndarray,
-                       lo2: np.ndarray, beyond3: np.ndarray, within1: np.ndarray, up: np.ndarray,
-                       down: np.ndarray) -> np.ndarray:
-    """Rule bits (uint32) from boolean predicate windows [n, WINDOW], newest first (up/down: step into point i)."""
-    bits = np.zeros(pos.shape[0], dtype=np.uint32)
-
-    def put(mask: np.ndarray, bit: int) -> None:
-        bits[mask] |= np.uint32(bit)
-
-    put(beyond3[:, 0], WE1 | N1)
-    put((hi2[:, :3].sum(1) >= 2) | (lo2[:, :3].sum(1) >= 2), WE2 | N5)
-    put((hi1[:, :5].sum(1) >= 4) | (lo1[:, :5].sum(1) >= 4), WE3 | N6)
-    put(pos[:, :8].all(1) | neg[:, :8].all(1), WE4)
-    put(pos[:, :9].all(1) | neg[:, :9].all(1), N2)
-    put(up[:, :5].all(1) | down[:, :5].all(1), N3)
-    put(((up[:, :12] & down[:, 1:13]) | (down[:, :12] & up[:, 1:13])).all(1), N4)
-    put(within1.all(1), N7)
-    put((hi1[:, :8] | lo1[:, :8]).all(1) & hi1[:, :8].any(1) & lo1[:, :8].any(1), N8)
+def window_rules_packed(ha: np.ndarray, hb: np.ndarray) -> np.ndarray:
+    """Western Electric/Nelson bits from packed histories (the kernel's mask tests, on whole arrays)."""
+    pos = (ha >> F_POS) & 0x1FF
+    neg = (ha >> F_NEG) & 0x1FF
+    hi1 = (ha >> F_HI1) & 0xFF
+    lo1 = (ha >> F_LO1) & 0xFF
+    hi2 = (ha >> F_HI2) & 0x7
+    lo2 = (ha >> F_LO2) & 0x7
+    up = (hb >> F_UP) & 0x1FFF
+    down = (hb >> F_DOWN) & 0x1FFF
+    bits = _bit(((ha >> F_BEYOND3) & 1) != 0, WE1 | N1)
+    bits |= _bit(((hi2 & (hi2 - 1)) != 0) | ((lo2 & (lo2 - 1)) != 0), WE2 | N5)
+    bits |= _bit((np.bitwise_count(hi1 & 0x1F) >= 4) | (np.bitwise_count(lo1 & 0x1F) >= 4), WE3 | N6)
+    bits |= _bit(((pos & 0xFF) == 0xFF) | ((neg & 0xFF) == 0xFF), WE4)
+    bits |= _bit((pos == 0x1FF) | (neg == 0x1FF), N2)
+    bits |= _bit(((up & 0x1F) == 0x1F) | ((down & 0x1F) == 0x1F), N3)
+    bits |= _bit(((up == _ALT) & (down == (0x1FFF ^ _ALT))) | ((down == _ALT) & (up == (0x1FFF ^ _ALT))), N4)
+    bits |= _bit(((ha >> F_WITHIN1) & 0x7FFF) == 0x7FFF, N7)
+    bits |= _bit(((hi1 | lo1) == 0xFF) & (hi1 != 0) & (lo1 != 0), N8)
     return bits
 
 
-def value_windows_rules(win: np.ndarray) -> np.ndarray:
-    """Rule bits for windows win[n, WINDOW] of standardised values, newest first, NaN where no point."""
-    older = np.concatenate([win[:, 1:], np.full((win.shape[0], 1), np.nan)], axis=1)
-    a = np.abs(win)
-    return rules_from_windows(win > 0, win < 0, win > 1, win < -1, win > 2, win < -2, a > 3, a <= 1,
-                              win > older, win < older)
+def _count(last: np.ndarray, total: np.ndarray, raw: np.ndarray, mod: np.ndarray) -> None:
+    """One part counter in place: increments, rollovers past the modulus, resets."""
+    have = np.isfinite(raw)
+    based = have & ~np.isnan(last)
+    up = based & (raw >= last)
+    roll = based & ~up & (mod > 0.0) & (last >= (1.0 - ROLLOVER_FRACTION) * mod) & (raw < ROLLOVER_FRACTION * mod)
+    reset = based & ~up & ~roll
+    total += np.where(up, raw - last, 0.0) + np.where(roll, (mod - last) + raw, 0.0) + np.where(reset, raw, 0.0)
+    np.copyto(last, raw, where=have)
 
 
-def tick_numpy(state: EngineState, params: EngineParams, x: np.ndarray, *, has_signal: np.ndarray,
-               running: np.ndarray, fault: np.ndarray, setup: np.ndarray, planned_down: np.ndarray,
-               speed: np.ndarray, good_raw: np.ndarray, scrap_raw: np.ndarray, now_us: int,
-               out: TickResult | None = None) -> TickResult:
-    """`twin.kernels.tick` in numpy: same arguments, same in-place state update, same outputs."""
+def tick_packed(state: EngineState, params: EngineParams, x: np.ndarray, *, has_signal: np.ndarray,
+                running: np.ndarray, fault: np.ndarray, setup: np.ndarray, planned_down: np.ndarray,
+                speed: np.ndarray, good_raw: np.ndarray, scrap_raw: np.ndarray, now_us: int,
+                out: TickResult | None = None) -> TickResult:
+    """`twin.kernels.tick` in vectorised numpy on packed histories: same arguments, state update and outputs."""
     m, s = state.shape
     p, st = params, state
     if out is None:
         out = new_result(m, s)
 
-    # machine state: later assignments win, so write in increasing priority
     code = np.full(m, STATE_IDLE, dtype=np.uint8)
     code[(running != 0) & (speed > 0.0)] = STATE_PRODUCING
     code[setup != 0] = STATE_SETUP
@@ -89,58 +81,43 @@ def tick_numpy(state: EngineState, params: EngineParams, x: np.ndarray, *, has_s
     st.machine_state[ch] = code[ch]
     st.state_since_us[ch] = now_us
 
-    # part counters
-    for last, total, raw in ((st.good_last, st.good_total, good_raw), (st.scrap_last, st.scrap_total, scrap_raw)):
-        mod = p.counter_modulus
-        have = np.isfinite(raw)
-        based = have & ~np.isnan(last)
-        up = based & (raw >= last)
-        roll = based & ~up & (mod > 0.0) & (last >= (1.0 - ROLLOVER_FRACTION) * mod) & (raw < ROLLOVER_FRACTION * mod)
-        reset = based & ~up & ~roll
-        total[up] += raw[up] - last[up]
-        total[roll] += (mod[roll] - last[roll]) + raw[roll]
-        total[reset] += raw[reset]
-        last[have] = raw[have]
+    _count(st.good_last, st.good_total, good_raw, p.counter_modulus)
+    _count(st.scrap_last, st.scrap_total, scrap_raw, p.counter_modulus)
 
-    # sensors: only the finite points move
     ok = np.isfinite(x)
-    xs = x[ok]
-    mu, sigma = p.mu[ok], p.sigma[ok]
-    lam, L, k, h = p.lam[ok], p.L[ok], p.k[ok], p.h[ok]
-
+    mu, sigma, lam = p.mu, p.sigma, p.lam
     lam1 = 1.0 - lam
-    z = lam * xs + lam1 * st.ewma[ok]
-    w2 = st.ewma_w2[ok] * (lam1 * lam1)
-    half = (L * sigma) * np.sqrt((lam / (2.0 - lam)) * (1.0 - w2))
-    st.ewma[ok] = z
-    st.ewma_w2[ok] = w2
+    z = lam * x + lam1 * st.ewma
+    w2 = st.ewma_w2 * (lam1 * lam1)
+    half = (p.L * sigma) * np.sqrt((lam / (2.0 - lam)) * (1.0 - w2))
+    np.copyto(st.ewma, z, where=ok)
+    np.copyto(st.ewma_w2, w2, where=ok)
 
-    kk = k * sigma
-    c_hi = np.maximum(0.0, (xs - (mu + kk)) + st.cusum_hi[ok])
-    c_lo = np.maximum(0.0, ((mu - kk) - xs) + st.cusum_lo[ok])
-    st.cusum_hi[ok] = c_hi
-    st.cusum_lo[ok] = c_lo
+    kk = p.k * sigma
+    c_hi = np.maximum(0.0, (x - (mu + kk)) + st.cusum_hi)
+    c_lo = np.maximum(0.0, ((mu - kk) - x) + st.cusum_lo)
+    np.copyto(st.cusum_hi, c_hi, where=ok)
+    np.copyto(st.cusum_lo, c_lo, where=ok)
 
-    zs = (xs - mu) / sigma
-    zl = st.z_last[ok]
+    zs = (x - mu) / sigma
     az = np.abs(zs)
-    fields_a = [(zs > 0, F_POS, W_POS), (zs < 0, F_NEG, W_NEG), (zs > 1, F_HI1, W_HI1), (zs < -1, F_LO1, W_LO1),
-                (zs > 2, F_HI2, W_HI2), (zs < -2, F_LO2, W_LO2), (az <= 1, F_WITHIN1, W_WITHIN1),
-                (az > 3, F_BEYOND3, W_BEYOND3)]
-    fields_b = [(zs > zl, F_UP, W_UP), (zs < zl, F_DOWN, W_DOWN)]
-    hist_a = _packed(fields_a, st.hist_a[ok])
-    hist_b = _packed(fields_b, st.hist_b[ok])
-    st.hist_a[ok] = hist_a
-    st.hist_b[ok] = hist_b
-    st.z_last[ok] = zs
-    wa = [_field(hist_a, f, w) for _, f, w in fields_a]
-    wb = [_field(hist_b, f, w) for _, f, w in fields_b]
-    bits = rules_from_windows(*wa[:6], wa[7], wa[6], *wb)
-    hh = h * sigma
-    bits[(z > mu + half) | (z < mu - half)] |= np.uint32(EWMA_OUT)
-    bits[c_hi > hh] |= np.uint32(CUSUM_HIGH)
-    bits[c_lo > hh] |= np.uint32(CUSUM_LOW)
-    out.alarms[:] = 0
-    out.alarms[ok] = bits
+    i64 = np.int64
+    new_a = ((zs > 0).astype(i64) << F_POS) | ((zs < 0).astype(i64) << F_NEG) | ((zs > 1).astype(i64) << F_HI1) \
+        | ((zs < -1).astype(i64) << F_LO1) | ((zs > 2).astype(i64) << F_HI2) | ((zs < -2).astype(i64) << F_LO2) \
+        | ((az <= 1).astype(i64) << F_WITHIN1) | ((az > 3).astype(i64) << F_BEYOND3)
+    new_b = ((zs > st.z_last).astype(i64) << F_UP) | ((zs < st.z_last).astype(i64) << F_DOWN)
+    ha = ((st.hist_a << 1) & _KEEP_A) | new_a
+    hb = ((st.hist_b << 1) & _KEEP_B) | new_b
+    np.copyto(st.hist_a, ha, where=ok)
+    np.copyto(st.hist_b, hb, where=ok)
+    np.copyto(st.z_last, zs, where=ok)
+
+    bits = window_rules_packed(ha, hb)
+    hh = p.h * sigma
+    bits |= _bit((z > mu + half) | (z < mu - half), EWMA_OUT)
+    bits |= _bit(c_hi > hh, CUSUM_HIGH)
+    bits |= _bit(c_lo > hh, CUSUM_LOW)
+    bits[~ok] = 0
+    out.alarms[:] = bits
     out.state, out.good_total, out.scrap_total = st.machine_state, st.good_total, st.scrap_total
     return out

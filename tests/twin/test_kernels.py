@@ -9,13 +9,13 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from bench.twin import Plant
-from bench.twin_numpy import tick_numpy, value_windows_rules
 from twin import kernels as k
 from twin.kernels import (
     CUSUM_HIGH, CUSUM_LOW, EWMA_OUT, N1, N2, N3, N4, N5, N6, N7, N8, RULES, STATE_IDLE, STATE_PLANNED_DOWN,
     STATE_PRODUCING, STATE_SETUP, STATE_UNKNOWN, STATE_UNPLANNED_DOWN, WE1, WE2, WE3, WE4,
 )
+from twin.reference import tick_numpy, value_windows_rules
+from twin.synthetic import Plant
 
 
 def fired(series: list[float], bit: int) -> list[int]:
