@@ -29,6 +29,10 @@ class SourceOut(msgspec.Struct):
     spool_bytes: int
     spool_dropped: int
     updated_at: datetime
+    tags_total: int = 0
+    tags_live: int = 0
+    tag_errors: dict[str, str] = msgspec.field(default_factory=dict)
+    """Tags that are not live, each with why (e.g. the server refused to monitor it)."""
 
 
 class SourceController(Controller):
@@ -44,7 +48,8 @@ class SourceController(Controller):
         """Every source the gateway reported, with when it last did."""
         cur = await conn.execute(
             """SELECT name, kind, connected, last_error, last_error_at, readings_total, readings_per_s,
-                      dead_letters_total, reconnects_total, spool_records, spool_bytes, spool_dropped, updated_at
+                      dead_letters_total, reconnects_total, spool_records, spool_bytes, spool_dropped, updated_at,
+                      tags_total, tags_live, tag_errors
                FROM sources ORDER BY name"""
         )
         return [SourceOut(*r) for r in await cur.fetchall()]

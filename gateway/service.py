@@ -75,6 +75,8 @@ class Gateway:
         self.spool = Spool(spool_dir, max_bytes=config.spool.max_bytes, segment_bytes=config.spool.segment_bytes,
                            fsync=config.spool.fsync, count_samples=count_samples)
         self.sources: list[Source] = [build_source(s) for s in config.sources]
+        for src, cfg in zip(self.sources, config.sources):
+            src.status.tags_total = len(source_tags(cfg))
         self.ready = asyncio.Event()
         """Set once the tags are registered and every task has started."""
 

@@ -120,11 +120,33 @@ class SourceStatus:
     dead_letters_total: int = 0
     reconnects_total: int = 0
     started_at: float = field(default_factory=time.time)
+    tags_total: int = 0
+    """How many tags the source is configured to read."""
+    tag_errors: dict[str, str] = field(default_factory=dict)
+    """Tags that are not live (refused by the server, bad status), each with why."""
 
     def error(self, message: str) -> None:
         """Record the latest error."""
         self.last_error = message
         self.last_error_at = time.time()
+
+    def recovered(self) -> None:
+        """Connected again: the previous connection error no longer describes the source."""
+        self.last_error = ""
+        self.last_error_at = None
+
+    def tag_failed(self, tag: str, reason: str) -> None:
+        """Mark one tag as not live, with why."""
+        self.tag_errors[tag] = reason
+
+    def tag_live(self, tag: str) -> None:
+        """Mark one tag live again."""
+        self.tag_errors.pop(tag, None)
+
+    @property
+    def tags_live(self) -> int:
+        """Configured tags not currently failed."""
+        return max(0, self.tags_total - len(self.tag_errors))
 
 
 class Source(Protocol):

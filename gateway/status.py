@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from typing import Sequence
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from gateway.source import SourceStatus
 from gateway.spool import Spool
@@ -19,14 +20,17 @@ log = logging.getLogger(__name__)
 
 _UPSERT = """
 INSERT INTO sources (name, kind, connected, last_error, last_error_at, readings_total, readings_per_s,
-                     dead_letters_total, reconnects_total, spool_records, spool_bytes, spool_dropped, updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
+                     dead_letters_total, reconnects_total, spool_records, spool_bytes, spool_dropped,
+                     tags_total, tags_live, tag_errors, updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())
 ON CONFLICT (name) DO UPDATE SET
     kind = EXCLUDED.kind, connected = EXCLUDED.connected, last_error = EXCLUDED.last_error,
     last_error_at = EXCLUDED.last_error_at, readings_total = EXCLUDED.readings_total,
     readings_per_s = EXCLUDED.readings_per_s, dead_letters_total = EXCLUDED.dead_letters_total,
     reconnects_total = EXCLUDED.reconnects_total, spool_records = EXCLUDED.spool_records,
-    spool_bytes = EXCLUDED.spool_bytes, spool_dropped = EXCLUDED.spool_dropped, updated_at = now()
+    spool_bytes = EXCLUDED.spool_bytes, spool_dropped = EXCLUDED.spool_dropped,
+    tags_total = EXCLUDED.tags_total, tags_live = EXCLUDED.tags_live, tag_errors = EXCLUDED.tag_errors,
+    updated_at = now()
 """
 
 
@@ -45,6 +49,8 @@ async def publish_status(dsn: str, statuses: Sequence[SourceStatus], spool: Spoo
     connected = metrics.gauge("shopfloor_source_connected", "1 when the source is connected")
     readings = metrics.gauge("shopfloor_source_readings_total", "Readings a source has produced")
     rates = metrics.gauge("shopfloor_source_readings_per_second", "Readings per second over the last interval")
+    live = metrics.gauge("shopfloor_source_tags_live", "Configured tags of a source that are live")
+    failed = metrics.gauge("shopfloor_source_tags_failed", "Configured tags of a source that failed")
     last = {s.name: (s.readings_total, time.monotonic()) for s in statuses}
     conn: psycopg.AsyncConnection | None = None
     while True:
@@ -59,9 +65,12 @@ async def publish_status(dsn: str, statuses: Sequence[SourceStatus], spool: Spoo
             connected.set(float(s.connected), **labels)
             readings.set(s.readings_total, **labels)
             rates.set(rate, **labels)
+            live.set(s.tags_live, **labels)
+            failed.set(len(s.tag_errors), **labels)
             err_at = datetime.fromtimestamp(s.last_error_at, timezone.utc) if s.last_error_at else None
             rows.append((s.name, s.kind, s.connected, s.last_error, err_at, s.readings_total, rate,
-                         s.dead_letters_total, s.reconnects_total, spool.depth, spool.bytes, spool.dropped_samples))
+                         s.dead_letters_total, s.reconnects_total, spool.depth, spool.bytes, spool.dropped_samples,
+                         s.tags_total, s.tags_live, Jsonb(dict(s.tag_errors))))
         try:
             if conn is None or conn.closed:
                 conn = await connect(dsn)

@@ -138,6 +138,12 @@ class _Intake:
 
     def on_value(self, tag: OpcUaTag, dv: ua.DataValue, only_changes: bool = False) -> None:
         """Convert and queue; something that is no reading goes to the dead letters."""
+        status = self.source.status
+        code = dv.StatusCode
+        if code is not None and code.is_bad():
+            status.tag_failed(tag.name, f"{code.name} from {tag.node_id}")
+        elif tag.name in status.tag_errors:
+            status.tag_live(tag.name)
         try:
             reading = to_reading(tag, dv)
         except ValueError as e:
@@ -165,6 +171,10 @@ class _Intake:
         self.source.status.error(message)
         log.warning("%s: %s", self.source.name, message)
 
+    def on_tag_refused(self, tag: OpcUaTag, reason: str) -> None:
+        """Keep why the server refused a tag, for /api/v1/sources."""
+        self.source.status.tag_failed(tag.name, reason)
+
     def on_recreated(self) -> None:
         """Count a subscription recreated after a stall."""
         self.source.stalls_total += 1
@@ -178,7 +188,7 @@ class OpcUaSource:
     def __init__(self, config: OpcUaSourceConfig) -> None:
         self.config = config
         self.name = config.name
-        self.status = SourceStatus(config.name, self.kind)
+        self.status = SourceStatus(config.name, self.kind, tags_total=len(config.tags))
         self.stalls_total = 0
         """How often a stalled subscription was recreated (without losing the session)."""
         self._tags = {tag.name: tag for tag in config.tags}
@@ -205,6 +215,7 @@ class OpcUaSource:
                     connected_before = True
                     self._session = session
                     self.status.connected = True
+                    self.status.recovered()
                     log.info("%s: connected to %s", self.name, self.config.endpoint)
                     if self.config.mode == "subscribe":
                         await self._subscribe(session, intake, backoff)

@@ -93,10 +93,15 @@ def describe(exc: BaseException, config: OpcUaSourceConfig) -> str:
 
 @dataclass
 class Session:
-    """A connected client, with the node of every configured tag (registered where the server allows)."""
+    """A connected client, with the node of every configured tag (registered where the server allows).
+
+    `nodes` holds the registered aliases, which Part 4 (5.4.3) makes valid for Read and Write only;
+    monitored items use `monitored`, the tags' real node ids (node-opcua refuses an alias there).
+    """
 
     client: Client
     nodes: dict[str, Node] = field(default_factory=dict)
+    monitored: dict[str, ua.NodeId] = field(default_factory=dict)
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     lost_reason: str = ""
 
@@ -139,7 +144,7 @@ async def _register(client: Client, config: OpcUaSourceConfig) -> dict[str, Node
     if not plain:
         return {}
     try:
-        # registered ids let the server skip the lookup on every read and monitored item
+        # registered ids let the server skip the lookup on every Read and Write (never for monitored items)
         nodes = await client.register_nodes(plain)
     except ua.uaerrors.BadServiceUnsupported:
         nodes = plain
@@ -162,6 +167,7 @@ async def open_session(config: OpcUaSourceConfig) -> AsyncIterator[Session]:
     await client.connect(auto_reconnect=False)
     try:
         session.nodes = await _register(client, config)
+        session.monitored = {tag.name: tag.ua_node_id() for tag in config.tags}
         yield session
     finally:
         await _close(client, config)

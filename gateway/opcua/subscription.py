@@ -40,6 +40,9 @@ class Listener(Protocol):
     def on_problem(self, message: str) -> None:
         """Something the operator should know that does not end the session."""
 
+    def on_tag_refused(self, tag: OpcUaTag, reason: str) -> None:
+        """The server would not monitor this tag; the others go on."""
+
     def on_recreated(self) -> None:
         """The subscription was recreated after a stall."""
 
@@ -82,7 +85,7 @@ def _request(
     if mfilter is not None:
         params.Filter = mfilter
     return ua.MonitoredItemCreateRequest(
-        ItemToMonitor=ua.ReadValueId(NodeId=session.nodes[tag.name].nodeid, AttributeId=ua.AttributeIds.Value),
+        ItemToMonitor=ua.ReadValueId(NodeId=session.monitored[tag.name], AttributeId=ua.AttributeIds.Value),
         MonitoringMode=ua.MonitoringMode.Reporting,
         RequestedParameters=params,
     )
@@ -125,7 +128,7 @@ class Monitor:
         self.config = config
         self.listener = listener
         # client handles are positions in the tag list, so a recreated item maps to the same tag
-        self.tags_by_handle = {i: tag for i, tag in enumerate(config.tags, start=1) if tag.name in session.nodes}
+        self.tags_by_handle = {i: tag for i, tag in enumerate(config.tags, start=1) if tag.name in session.monitored}
         self.generation = 0
         self._sub: Subscription | None = None
         self._started = 0.0
@@ -187,8 +190,10 @@ class Monitor:
 
     def _refused(self, tag: OpcUaTag, status: ua.StatusCode) -> None:
         # the tag shows bad in the historian instead of silently having no data; the others go on
-        self.listener.on_problem(f"{tag.name}: the server refused to monitor {tag.node_id} ({status.name})")
+        reason = f"the server refused to monitor {tag.node_id} ({status.name})"
+        self.listener.on_problem(f"{tag.name}: {reason}")
         self.listener.on_value(tag, ua.DataValue(StatusCode=status))
+        self.listener.on_tag_refused(tag, reason)
 
     def _stalled(self) -> str | None:
         assert self._sub is not None
