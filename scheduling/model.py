@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+NEVER = 1 << 40  # the end of an open-ended unavailable window (after a calendar's last shift)
+
 
 @dataclass(frozen=True)
 class Alternative:
@@ -67,7 +69,7 @@ class Instance:
         """An upper bound on any finish time: every operation at its longest, every setup and downtime, after the last release."""
         work = sum(max(a.duration for a in op.alternatives) for _, _, op in self.operations())
         setups = max(self.changeover.values(), default=0) * sum(len(j.operations) for j in self.jobs)
-        down = max((w[-1][1] for w in self.unavailable.values() if w), default=0)
+        down = max((w[-1][1] if w[-1][1] < NEVER else w[-1][0] for w in self.unavailable.values() if w), default=0)
         starts = max((op.fixed[1] for _, _, op in self.operations() if op.fixed), default=0)
         return max(down, starts, max((j.release for j in self.jobs), default=0)) + work + setups + 1
 

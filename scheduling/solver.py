@@ -31,11 +31,11 @@ def _neighbourhood(instance: Instance, best: Schedule, rng: random.Random, size:
     """Which operations to set free: random jobs, a time window, or the operations of a few machines."""
     ops = best.placements
     kind = rng.random()
-    if kind < 0.35:
+    if kind < 0.25:
         k = max(2, int(len(instance.jobs) * size))
         jobs = set(rng.sample(range(len(instance.jobs)), min(k, len(instance.jobs))))
         return {(p.job, p.op) for p in ops if p.job in jobs}
-    if kind < 0.7:
+    if kind < 0.75:
         span = best.makespan()
         width = max(1, int(span * size * 1.5))
         t = rng.randrange(0, max(1, span - width + 1))
@@ -59,7 +59,7 @@ def _pinned(instance: Instance, best: Schedule, free: set[tuple[int, int]]):  # 
 
 def solve(instance: Instance, time_limit: float = 10.0, workers: int = 2, *, objective: Objective | None = None,
           hint: Schedule | None = None, seed: int = 0, on_progress=None,  # type: ignore[no-untyped-def]
-          cancel: threading.Event | None = None, first_phase: float = 0.3, final_phase: float = 0.15) -> SolveResult:
+          cancel: threading.Event | None = None, first_phase: float = 0.2, final_phase: float = 0.15) -> SolveResult:
     """The best schedule found within time_limit seconds, with the full model's best bound and the gap."""
     objective = objective or Objective()
     t0 = time.monotonic()
@@ -106,11 +106,19 @@ def solve(instance: Instance, time_limit: float = 10.0, workers: int = 2, *, obj
         keep, order = _pinned(instance, best, free)
         sub = FjspModel(instance, objective, keep=keep, order=order, horizon=int(best.makespan() * 1.5) + 1
                         if objective.kind == "makespan" and not instance.unavailable else None)
+        if objective.kind == "makespan" and objective.previous is None:
+            # ties on makespan are broken by the sum of job completions: compact schedules leave room to improve
+            k = len(instance.jobs) * (best.makespan() + 1) + 1
+            sub.model.Minimize(k * sub.makespan + sum(sub.ends[(j, len(job.operations) - 1)]
+                                                      for j, job in enumerate(instance.jobs) if job.operations))
+            sub.model.Add(sub.makespan <= int(best_obj))
         sub.hint(best)
-        limit = min(2.0 + size * 4, lns_end - time.monotonic())
+        limit = min(0.3 + size * 2, lns_end - time.monotonic())
         if limit <= 0.05:
             break
         rr = sub.solve(limit, workers, seed=rng.randrange(1 << 30), cancel=cancel)
+        if rr.schedule is not None:
+            rr.objective = full_score(rr.schedule)
         if rr.schedule is not None and rr.objective is not None and rr.objective <= best_obj:
             if rr.objective < best_obj:
                 improved += 1

@@ -1,0 +1,281 @@
+"""Production schedules: solve in the background (cancellable, with progress), versions, Gantt chart, events
+that make a new version with its diff, release into the MES operations, and each machine's dispatch list.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from datetime import datetime, timezone
+from html import escape
+from typing import Annotated, Any, Literal
+
+import msgspec
+import psycopg
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import JSONBody
+
+from api.auth import caller, requires
+from api.deps import provide_conn
+from scheduling import store
+from scheduling.cpsat import Objective
+from scheduling.events import EVENTS, Event, EventError, diff, reschedule
+from scheduling.problem import OrderIn, Problem, ProblemError, placements_json, to_instance
+from scheduling.solver import solve
+from scheduling.validate import violations
+
+MAX_SECONDS = 600.0
+
+
+class ScheduleBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What to schedule and how long to search."""
+
+    problem: Problem
+    name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    objective: Literal["makespan", "tardiness", "weighted"] = "weighted"
+    time_limit_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)] = 10.0
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+
+
+class EventBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A shop-floor event: machine_down/back (machine, until), rush_order (order), op_finished (order, seq, end), cancel (order)."""
+
+    kind: Literal["machine_down", "machine_back", "rush_order", "op_finished", "cancel"]
+    at: datetime
+    machine: str | None = None
+    until: datetime | None = None
+    order: str | None = None
+    seq: int | None = None
+    end: datetime | None = None
+    new_order: OrderIn | None = None
+    time_limit_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)] = 5.0
+
+
+class _Run:
+    """A background solve: its task, the flag that cancels it and its progress."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+        self.progress: list[list[float]] = []
+        self.task: asyncio.Task[None] | None = None
+
+
+_RUNS: dict[int, _Run] = {}
+
+
+def _unprocessable(where: str, problem: str) -> ClientException:
+    return ClientException(status_code=422, detail=f"{where}: {problem}", extra={"where": where, "problem": problem})
+
+
+def _seconds(origin: datetime, ts: datetime) -> int:
+    return int(round((ts - origin).total_seconds()))
+
+
+async def _run(state: State, sid: int, origin: datetime, inst, body: ScheduleBody, run: _Run) -> None:  # type: ignore[no-untyped-def]
+    """Solve off the event loop and store version 1; a failure is recorded on the run."""
+    async with state.pool.connection() as conn:
+        try:
+            await store.set_run(conn, sid, "running")
+            result = await asyncio.to_thread(
+                solve, inst, body.time_limit_s, min(body.workers, os.cpu_count() or 1), objective=Objective(body.objective),
+                on_progress=lambda t, o, b: run.progress.append([round(t, 3), o, b]), cancel=run.cancel)
+            if result.schedule is None or violations(inst, result.schedule):
+                await store.set_run(conn, sid, "failed", run.progress, "the solver returned no valid schedule")
+                return
+            await store.add_version(conn, sid, origin, inst, result.schedule, cause={"kind": "initial"},
+                                    status=result.status, objective=result.objective, bound=result.bound,
+                                    gap=result.gap, solve_s=result.seconds)
+            await store.set_run(conn, sid, "cancelled" if run.cancel.is_set() else "done", run.progress)
+        except Exception as e:  # noqa: BLE001  (recorded on the run, which is what the caller polls)
+            await store.set_run(conn, sid, "failed", run.progress, f"{type(e).__name__}: {e}")
+        finally:
+            _RUNS.pop(sid, None)
+
+
+class ScheduleController(Controller):
+    """Schedules and their versions."""
+
+    path = "/api/v1/schedules"
+    tags = ["scheduling"]
+    dependencies = {"conn": Provide(provide_conn)}
+
+    @post("/", guards=[requires("engineer")], status_code=202, summary="Start a schedule solve in the background")
+    async def create(self, request: Request, state: State, conn: NamedDependency[psycopg.AsyncConnection],
+                     data: JSONBody[ScheduleBody]) -> dict[str, Any]:
+        """Validate the problem (422 naming the order/operation, nothing stored), then solve in the background."""
+        try:
+            inst = to_instance(data.problem, data.name or "request")
+        except ProblemError as e:
+            raise _unprocessable(e.where, e.problem) from None
+        who = caller(request).name
+        sid = await store.create(conn, data.name, data.problem.origin, data.objective, msgspec.to_builtins(data), who)
+        run = _RUNS[sid] = _Run()
+        run.task = asyncio.create_task(_run(state, sid, data.problem.origin, inst, data, run))
+        return {"id": sid, "state": "queued"}
+
+    @get("/{sid:int}", guards=[requires("viewer")], summary="A schedule: run state, progress, a version's operations")
+    async def read(self, conn: NamedDependency[psycopg.AsyncConnection], sid: int, version: int | None = None) -> dict[str, Any]:
+        """The run's state and progress (best objective, bound, over time) and the operations of a version."""
+        row = await store.get(conn, sid)
+        if row is None:
+            raise NotFoundException(f"schedule {sid} not found")
+        if sid in _RUNS:
+            row["progress"] = _RUNS[sid].progress
+        v = await store.version(conn, sid, version) if row["latest"] else None
+        if version is not None and v is None:
+            raise NotFoundException(f"schedule {sid} has no version {version}")
+        if v is not None:
+            row["version"] = {k: v[k] for k in ("version", "cause", "status", "objective", "bound", "gap", "makespan_s",
+                                                 "solve_s", "diff", "right_shift", "created_at")}
+            row["operations"] = v["operations"]
+        return row
+
+    @post("/{sid:int}/cancel", guards=[requires("engineer")], status_code=200, summary="Stop a running solve")
+    async def cancel(self, sid: int) -> dict[str, Any]:
+        """Stop the search; the best schedule so far becomes version 1."""
+        run = _RUNS.get(sid)
+        if run is None:
+            raise ClientException(status_code=409, detail=f"schedule {sid} has no running solve")
+        run.cancel.set()
+        if run.task is not None:
+            await asyncio.shield(run.task)
+        return {"id": sid, "cancelled": True}
+
+    @get("/{sid:int}/gantt.svg", guards=[requires("viewer")], summary="Gantt chart of a version")
+    async def gantt(self, conn: NamedDependency[psycopg.AsyncConnection], sid: int, version: int | None = None) -> Response[str]:
+        """One row per machine, one bar per operation (changeovers hatched), as SVG."""
+        v = await store.version(conn, sid, version)
+        if v is None:
+            raise NotFoundException(f"schedule {sid} has no version yet")
+        return Response(gantt_svg(v["operations"]), media_type="image/svg+xml")
+
+    @post("/{sid:int}/events", guards=[requires("operator")], status_code=201, summary="An event: a new version and its diff")
+    async def event(self, conn: NamedDependency[psycopg.AsyncConnection], sid: int, data: JSONBody[EventBody]) -> dict[str, Any]:
+        """Freeze what has started, re-optimise with stability, compare with right-shift repair, store version n+1."""
+        head = await store.get(conn, sid)
+        v = await store.version(conn, sid)
+        if head is None or v is None:
+            raise NotFoundException(f"schedule {sid} has no version yet")
+        origin = head["origin"]
+        inst, previous = v["model"]
+        try:
+            event = _event(inst, origin, data)
+            rs = await asyncio.to_thread(reschedule, inst, previous, event, time_limit=data.time_limit_s,
+                                         workers=min(2, os.cpu_count() or 1))
+        except (EventError, ProblemError) as e:
+            where, problem = (e.where, e.problem) if isinstance(e, ProblemError) else ("event", str(e))
+            raise _unprocessable(where, problem) from None
+        new = rs.optimised.schedule or rs.repaired
+        problems = violations(rs.instance, new)
+        if problems:
+            raise ClientException(status_code=409, detail=f"no valid schedule after the event: {problems[0]}")
+        d = _diff_json(rs.instance, rs.optimised_diff)
+        rsj = {"objective": rs.repaired_objective, **_diff_json(rs.instance, rs.repair_diff)}
+        number = await store.add_version(conn, sid, origin, rs.instance, new, cause=msgspec.to_builtins(data),
+                                         status=rs.optimised.status, objective=rs.optimised_objective,
+                                         bound=None, gap=None, solve_s=rs.optimised.seconds, diff=d, right_shift=rsj)
+        return {"id": sid, "version": number, "objective": rs.optimised_objective, "diff": d, "right_shift": rsj,
+                "first_valid_s": rs.first_valid_s,
+                "operations": placements_json(rs.instance, new, origin)}
+
+    @post("/{sid:int}/release", guards=[requires("engineer")], status_code=200, summary="Write the plan into the MES operations")
+    async def release(self, conn: NamedDependency[psycopg.AsyncConnection], sid: int, version: int | None = None) -> dict[str, Any]:
+        """Planned machine, start and end of each operation of the version into the MES operations of its orders."""
+        v = await store.version(conn, sid, version)
+        if v is None:
+            raise NotFoundException(f"schedule {sid} has no version {version or ''}".rstrip())
+        return await store.release(conn, sid, v["version"])
+
+
+class DispatchController(Controller):
+    """What an operator runs next."""
+
+    path = "/api/v1/machines"
+    tags = ["scheduling"]
+    dependencies = {"conn": Provide(provide_conn)}
+
+    @get("/{name:str}/dispatch", guards=[requires("viewer")], summary="The machine's next operations")
+    async def dispatch(self, conn: NamedDependency[psycopg.AsyncConnection], name: str,
+                       limit: Annotated[int, msgspec.Meta(ge=1, le=500)] = 20,
+                       at: datetime | None = None) -> list[dict[str, Any]]:
+        """Operations planned on the machine that end after `at` (default now), in start order."""
+        return await store.dispatch_list(conn, name, limit, at or datetime.now(timezone.utc))
+
+
+def _event(inst, origin: datetime, data: EventBody) -> Event:  # type: ignore[no-untyped-def]
+    """The model event of a request, naming the unknown machine or order."""
+    machine = job = op = None
+    if data.machine is not None:
+        if data.machine not in inst.machines:
+            raise ProblemError(f"machine {data.machine}", "not in this schedule")
+        machine = inst.machines.index(data.machine)
+    if data.order is not None:
+        names = [j.name for j in inst.jobs]
+        if data.order not in names:
+            raise ProblemError(f"order {data.order}", "not in this schedule")
+        job = names.index(data.order)
+        if data.seq is not None:
+            ops = [o.name for o in inst.jobs[job].operations]
+            if str(data.seq) not in ops:
+                raise ProblemError(f"order {data.order} operation {data.seq}", "not in this schedule")
+            op = ops.index(str(data.seq))
+    new_job = None
+    if data.kind == "rush_order":
+        if data.new_order is None:
+            raise ProblemError("new_order", "a rush order needs the order")
+        if data.new_order.id in [j.name for j in inst.jobs]:
+            raise ProblemError(f"order {data.new_order.id}", "already in this schedule")
+        sub = Problem(origin=origin, orders=[data.new_order], machines=inst.machines)
+        new_job = to_instance(sub).jobs[0]
+    at = _seconds(origin, data.at)
+    return Event(data.kind, at, machine=machine, until=_seconds(origin, data.until) if data.until else None,
+                 job=job, op=op, end=_seconds(origin, data.end) if data.end else None, new_job=new_job)
+
+
+def _diff_json(inst, d) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    name = lambda k: {"order": inst.jobs[k[0]].name, "op": inst.jobs[k[0]].operations[k[1]].name} \
+        if k[0] < len(inst.jobs) and k[1] < len(inst.jobs[k[0]].operations) else {"order": str(k[0]), "index": k[1]}  # noqa: E731
+    return {"moved": [name(k) for k in d.moved], "moved_ops": len(d.moved), "shifted_ops": d.shifted,
+            "total_shift_s": d.total_shift, "added": [name(k) for k in d.added], "removed_ops": len(d.removed)}
+
+
+def gantt_svg(operations: list[dict[str, Any]]) -> str:
+    """A plain SVG Gantt chart: machines as rows, operations as bars labelled by order, changeovers hatched."""
+    if not operations:
+        return '<svg xmlns="http://www.w3.org/2000/svg" width="200" height="40"><text x="10" y="25">empty</text></svg>'
+    machines = sorted({o["machine"] for o in operations})
+    t0 = min(o["start_ts"] for o in operations)
+    t1 = max(o["end_ts"] for o in operations)
+    span = max(1.0, (t1 - t0).total_seconds())
+    width, left, row = 1000, 120, 28
+    scale = (width - left - 10) / span
+    orders = sorted({o["order_id"] for o in operations})
+    colour = {o: f"hsl({(i * 137) % 360},55%,65%)" for i, o in enumerate(orders)}
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{row * len(machines) + 40}" '
+           'font-family="sans-serif" font-size="10">',
+           '<defs><pattern id="setup" width="4" height="4" patternUnits="userSpaceOnUse">'
+           '<path d="M0,4 L4,0" stroke="#555"/></pattern></defs>']
+    for i, m in enumerate(machines):
+        y = 10 + i * row
+        out.append(f'<text x="4" y="{y + 17}">{escape(m)}</text>')
+        for o in (o for o in operations if o["machine"] == m):
+            x = left + (o["start_ts"] - t0).total_seconds() * scale
+            w = max(1.0, (o["end_ts"] - o["start_ts"]).total_seconds() * scale)
+            if o["setup_s"]:
+                sw = o["setup_s"] * scale
+                out.append(f'<rect x="{x - sw:.1f}" y="{y}" width="{sw:.1f}" height="{row - 6}" fill="url(#setup)"/>')
+            out.append(f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{row - 6}" fill="{colour[o["order_id"]]}" '
+                       f'stroke="{"#000" if o["frozen"] else "#fff"}"><title>{escape(o["order_id"])} op {o["seq"]} '
+                       f'{o["start_ts"].isoformat()} - {o["end_ts"].isoformat()}</title></rect>')
+            if w > 30:
+                out.append(f'<text x="{x + 2:.1f}" y="{y + 15}">{escape(o["order_id"])}</text>')
+    out.append(f'<text x="{left}" y="{row * len(machines) + 32}">{escape(t0.isoformat())} .. {escape(t1.isoformat())}</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+__all__ = ["ScheduleController", "DispatchController", "EVENTS", "diff", "gantt_svg"]

@@ -1,0 +1,118 @@
+"""The schedule store: schedules, their solve runs, immutable versions and planned operations (sql/0014)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from scheduling.model import Instance, Schedule
+from scheduling.serial import instance_from_dict, instance_to_dict, schedule_from_list, schedule_to_list
+
+
+async def create(conn: psycopg.AsyncConnection, name: str, origin: datetime, objective: str, request: Any,
+                 created_by: str) -> int:
+    """A new schedule with its run queued; returns its id."""
+    async with conn.transaction():
+        cur = await conn.execute("INSERT INTO schedules (name, origin, objective, request, created_by) "
+                                 "VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                                 (name, origin, objective, Jsonb(request), created_by))
+        sid = (await cur.fetchone())[0]  # type: ignore[index]
+        await conn.execute("INSERT INTO schedule_runs (schedule_id, state) VALUES (%s, 'queued')", (sid,))
+    return int(sid)
+
+
+async def set_run(conn: psycopg.AsyncConnection, sid: int, state: str, progress: list | None = None,  # type: ignore[type-arg]
+                  error: str | None = None) -> None:
+    """Record the run's state (and progress so far)."""
+    await conn.execute("UPDATE schedule_runs SET state = %s, progress = coalesce(%s, progress), error = %s, "
+                       "updated_at = now() WHERE schedule_id = %s",
+                       (state, Jsonb(progress) if progress is not None else None, error, sid))
+
+
+async def add_version(conn: psycopg.AsyncConnection, sid: int, origin: datetime, inst: Instance, schedule: Schedule, *,
+                      cause: dict, status: str, objective: float | None, bound: float | None,  # type: ignore[type-arg]
+                      gap: float | None, solve_s: float, diff: dict | None = None,  # type: ignore[type-arg]
+                      right_shift: dict | None = None) -> int:  # type: ignore[type-arg]
+    """Store the next version and its operations in one transaction; returns its number."""
+    async with conn.transaction():
+        cur = await conn.execute("SELECT coalesce(max(version), 0) + 1 FROM schedule_versions WHERE schedule_id = %s "
+                                 "", (sid,))
+        version = (await cur.fetchone())[0]  # type: ignore[index]
+        await conn.execute(
+            "INSERT INTO schedule_versions (schedule_id, version, cause, status, objective, bound, gap, makespan_s, "
+            "solve_s, instance, diff, right_shift) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (sid, version, Jsonb(cause), status, objective, bound, gap, schedule.makespan(), solve_s,
+             Jsonb({"instance": instance_to_dict(inst), "schedule": schedule_to_list(schedule)}),
+             Jsonb(diff) if diff is not None else None, Jsonb(right_shift) if right_shift is not None else None))
+        rows = []
+        for p in schedule.placements:
+            op = inst.jobs[p.job].operations[p.op]
+            rows.append((sid, version, inst.jobs[p.job].name, p.op + 1, op.name, inst.machines[p.machine],
+                         origin + timedelta(seconds=p.start), origin + timedelta(seconds=p.end), p.setup,
+                         op.fixed is not None))
+        async with conn.cursor() as c:
+            await c.executemany("INSERT INTO schedule_operations (schedule_id, version, order_id, seq, name, machine, "
+                                "start_ts, end_ts, setup_s, frozen) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)", rows)
+    return int(version)
+
+
+async def get(conn: psycopg.AsyncConnection, sid: int) -> dict[str, Any] | None:
+    """The schedule with its run, or None."""
+    async with conn.cursor(row_factory=dict_row) as c:
+        await c.execute("SELECT s.id, s.name, s.origin, s.objective, s.created_by, s.created_at, r.state, r.progress, "
+                        "r.error, (SELECT max(version) FROM schedule_versions v WHERE v.schedule_id = s.id) AS latest "
+                        "FROM schedules s JOIN schedule_runs r ON r.schedule_id = s.id WHERE s.id = %s", (sid,))
+        return await c.fetchone()
+
+
+async def version(conn: psycopg.AsyncConnection, sid: int, number: int | None = None) -> dict[str, Any] | None:
+    """One version (the latest by default) with its operations, instance and schedule."""
+    async with conn.cursor(row_factory=dict_row) as c:
+        await c.execute("SELECT * FROM schedule_versions WHERE schedule_id = %s AND (%s::int IS NULL OR version = %s) "
+                        "ORDER BY version DESC LIMIT 1", (sid, number, number))
+        row = await c.fetchone()
+        if row is None:
+            return None
+        await c.execute("SELECT order_id, seq, name, machine, start_ts, end_ts, setup_s, frozen FROM schedule_operations "
+                        "WHERE schedule_id = %s AND version = %s ORDER BY start_ts, machine", (sid, row["version"]))
+        row["operations"] = await c.fetchall()
+    row["model"] = (instance_from_dict(row["instance"]["instance"]), schedule_from_list(row["instance"]["schedule"]))
+    return row
+
+
+async def release(conn: psycopg.AsyncConnection, sid: int, number: int) -> dict[str, Any]:
+    """Write the version's planned machine, start and end into the MES operations of its orders."""
+    async with conn.transaction():
+        cur = await conn.execute(
+            "UPDATE operations o SET planned_machine_id = m.id, planned_start = so.start_ts, planned_end = so.end_ts, "
+            "planned_by = %s FROM schedule_operations so JOIN machines m ON m.name = so.machine "
+            "WHERE so.schedule_id = %s AND so.version = %s AND o.work_order_id = so.order_id AND o.seq = so.seq "
+            "RETURNING o.work_order_id, o.seq", (f"schedule {sid} v{number}", sid, number))
+        updated = await cur.fetchall()
+        cur = await conn.execute("SELECT count(*) FROM schedule_operations WHERE schedule_id = %s AND version = %s",
+                                 (sid, number))
+        total = (await cur.fetchone())[0]  # type: ignore[index]
+    return {"schedule": sid, "version": number, "operations_updated": len(updated),
+            "operations_not_in_mes": int(total) - len(updated)}
+
+
+async def dispatch_list(conn: psycopg.AsyncConnection, machine: str, limit: int, now: datetime) -> list[dict[str, Any]]:
+    """The machine's next operations in the latest version of the newest schedule that plans it."""
+    async with conn.cursor(row_factory=dict_row) as c:
+        await c.execute(
+            "WITH s AS (SELECT schedule_id, max(version) AS version FROM schedule_operations WHERE machine = %s "
+            "GROUP BY schedule_id ORDER BY schedule_id DESC LIMIT 1) "
+            "SELECT so.schedule_id, so.version, so.order_id, so.seq, so.name, so.start_ts, so.end_ts, so.setup_s, so.frozen "
+            "FROM schedule_operations so JOIN s USING (schedule_id, version) "
+            "WHERE so.machine = %s AND so.end_ts > %s ORDER BY so.start_ts LIMIT %s", (machine, machine, now, limit))
+        return await c.fetchall()
+
+
+def dumps(value: Any) -> str:
+    """JSON with datetimes as ISO strings."""
+    return json.dumps(value, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o))
