@@ -17,10 +17,12 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import threading
+import time
 from collections import Counter
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import simpy
@@ -37,14 +39,75 @@ ScenarioKind = Literal["baseline", "maintain_now", "maintain_at_failure", "add_s
 SCENARIO_KINDS = ("baseline", "maintain_now", "maintain_at_failure", "add_shift", "machine_down")
 
 
+# Hard limits of one request, so that no request can take the server down (issue 10); the
+# OpenAPI document carries them as msgspec constraints, and a run stops at MAX_EVENTS or its
+# wall-clock budget, whichever comes first.
+MAX_HORIZON_S = 30 * 86400.0  # 30 days
+MAX_ORDERS = 1000
+MAX_QUANTITY = 100_000  # parts of one order
+MAX_MACHINES = 100
+MAX_SCENARIOS = 10
+MAX_WINDOWS = 1000
+MAX_EVENTS = 2_000_000  # simulated events over all scenarios of a request
+BUDGET_S = 10.0  # wall-clock seconds over all scenarios of a request
+
+Seconds = Annotated[float, msgspec.Meta(ge=-MAX_HORIZON_S, le=MAX_HORIZON_S)]
+Name = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class UnknownProduct(ValueError):
+    """An order's product that no machine of the run can make (no routing, no cycle time); names it."""
+
+    def __init__(self, where: str, product: str) -> None:
+        super().__init__(f"{where}: no machine makes {product!r} (unknown product, or no routing for it)")
+        self.where = where
+        self.product = product
+
+
+class LimitExceeded(ValueError):
+    """A run went past one of its limits (events, wall-clock budget) or was cancelled; names the limit."""
+
+    def __init__(self, limit: str, problem: str) -> None:
+        super().__init__(f"{limit}: {problem}")
+        self.limit = limit
+        self.problem = problem
+
+
+@dataclass
+class Budget:
+    """What a request's runs may spend: simulated events and wall-clock seconds; cancel() stops them."""
+
+    max_events: int = MAX_EVENTS
+    wall_s: float = BUDGET_S
+    used_events: int = 0
+    started: float = field(default_factory=time.monotonic)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def cancel(self) -> None:
+        """Stop the run at its next event (from any thread)."""
+        self.cancelled.set()
+
+    def check(self, events: int) -> None:
+        """Account events; raise LimitExceeded when a limit is passed or the run was cancelled."""
+        self.used_events += events
+        if self.cancelled.is_set():
+            raise LimitExceeded("cancelled", "the client went away or the server is stopping")
+        if self.used_events > self.max_events:
+            raise LimitExceeded("max_events", f"more than {self.max_events} simulated events; "
+                                              "ask for a shorter horizon or fewer parts")
+        if time.monotonic() - self.started > self.wall_s:
+            raise LimitExceeded("budget_s", f"the run took more than {self.wall_s:g} s of wall-clock time; "
+                                            "ask for a shorter horizon or fewer parts")
+
+
 # -- inputs ------------------------------------------------------------------------------------
 
 
 class Window(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A span of time in seconds from now: [start_s, end_s)."""
 
-    start_s: float
-    end_s: float
+    start_s: Seconds
+    end_s: Seconds
 
 
 class Machine(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -79,10 +142,10 @@ class Machine(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Order(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """An open order: quantity is the good parts still to make, due_s may be negative when overdue."""
 
-    id: str
-    product: str
-    quantity: int
-    due_s: float
+    id: Name
+    product: Name
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY, description=f"parts, 1..{MAX_QUANTITY}")]
+    due_s: Seconds
     priority: int = 0  # higher goes first among orders due at the same time
 
 
@@ -104,9 +167,9 @@ class Scenario(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """
 
     kind: ScenarioKind = "baseline"
-    machine: str = ""  # for maintain_now, maintain_at_failure, machine_down
-    start_s: float = 0.0  # for machine_down
-    duration_s: float = 0.0  # for machine_down
+    machine: Name | None = None  # for maintain_now, maintain_at_failure, machine_down (required there)
+    start_s: Seconds = 0.0  # for machine_down
+    duration_s: Seconds = 0.0  # for machine_down
     window: Window | None = None  # for add_shift
 
 
@@ -114,7 +177,7 @@ class WhatIfRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The line's state now, the horizon and the scenario; shifts None means always working."""
 
     machines: list[Machine]
-    horizon_s: float
+    horizon_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_HORIZON_S)]
     orders: list[Order] = msgspec.field(default_factory=list)
     wip: list[Wip] = msgspec.field(default_factory=list)
     setup_s: float = 0.0  # changeover time when a machine's product changes
@@ -176,10 +239,10 @@ class Throughput(msgspec.Struct, kw_only=True):
 class OrderResult(msgspec.Struct, kw_only=True):
     """One order (WIP or open): who made it, when it finished (None = not within the horizon), how late."""
 
-    id: str
-    product: str
-    quantity: int
-    due_s: float
+    id: Name
+    product: Name
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUANTITY, description=f"parts, 1..{MAX_QUANTITY}")]
+    due_s: Seconds
     made: int
     machine: str  # "" when no machine started it
     finished_s: float | None
@@ -230,21 +293,22 @@ class WhatIfResult(msgspec.Struct, kw_only=True):
 # -- public functions --------------------------------------------------------------------------
 
 
-def run(request: WhatIfRequest) -> WhatIfResult:
-    """Run the model once; ValueError names the field of a bad request."""
-    return simulate(request)[0]
+def run(request: WhatIfRequest, budget: Budget | None = None) -> WhatIfResult:
+    """Run the model once; ValueError names the field of a bad request, LimitExceeded the limit passed."""
+    return simulate(request, budget)[0]
 
 
-def compare(request: WhatIfRequest, scenarios: list[Scenario]) -> list[WhatIfResult]:
-    """Run the same request and seed under each scenario, in the order given."""
-    return [run(msgspec.structs.replace(request, scenario=s)) for s in scenarios]
+def compare(request: WhatIfRequest, scenarios: list[Scenario], budget: Budget | None = None) -> list[WhatIfResult]:
+    """Run the same request and seed under each scenario, in the order given, within one budget."""
+    budget = budget or Budget()
+    return [run(msgspec.structs.replace(request, scenario=s), budget) for s in scenarios]
 
 
-def simulate(request: WhatIfRequest) -> tuple[WhatIfResult, list[Event]]:
+def simulate(request: WhatIfRequest, budget: Budget | None = None) -> tuple[WhatIfResult, list[Event]]:
     """Run the model once and return the result with the full event log."""
     validate(request)
     sim = _Sim(request)
-    sim.run()
+    sim.run(budget or Budget())
     return sim.result(), sim.events
 
 
@@ -257,6 +321,12 @@ def validate(request: WhatIfRequest) -> None:
         raise ValueError(f"log_first: {r.log_first} is negative")
     if not r.machines:
         raise ValueError("machines: at least one machine is needed")
+    for key, most in (("machines", MAX_MACHINES), ("orders", MAX_ORDERS), ("wip", MAX_MACHINES),
+                      ("shifts", MAX_WINDOWS)):
+        if len(getattr(r, key) or []) > most:
+            raise LimitExceeded(key, f"{len(getattr(r, key))} given, at most {most}")
+    if r.horizon_s > MAX_HORIZON_S:
+        raise LimitExceeded("horizon_s", f"{r.horizon_s:g} s is beyond the limit of {MAX_HORIZON_S:g} s (30 days)")
     names: set[str] = set()
     for i, m in enumerate(r.machines):
         _validate_machine(m, f"machines[{i}]", names)
@@ -277,7 +347,7 @@ def validate(request: WhatIfRequest) -> None:
     for i, o in enumerate(r.orders):
         _validate_order(o, f"orders[{i}]", ids)
         if all(_cycle(m, o.product) is None for m in r.machines):
-            raise ValueError(f"orders[{i}].product: no machine makes {o.product!r}")
+            raise UnknownProduct(f"orders[{i}].product", o.product)
     for i, w in enumerate(r.shifts or []):
         _validate_window(w, f"shifts[{i}]")
     _validate_scenario(r.scenario, by_name)
@@ -330,6 +400,8 @@ def _validate_order(o: Order, where: str, seen: set[str]) -> None:
     seen.add(o.id)
     if o.quantity < 1:
         raise ValueError(f"{where}.quantity: {o.quantity} is below 1")
+    if o.quantity > MAX_QUANTITY:
+        raise LimitExceeded(f"{where}.quantity", f"{o.quantity} is beyond the limit of {MAX_QUANTITY} parts")
     if not math.isfinite(o.due_s):
         raise ValueError(f"{where}.due_s: {o.due_s} is not a number of seconds")
 
@@ -465,7 +537,7 @@ class _Sim:
             shifts.append((s.window.start_s, s.window.end_s))
         self.shifts = _merge([(min(a, self.horizon), min(b, self.horizon)) for a, b in shifts])
         self.outage = (s.start_s, s.start_s + s.duration_s) if s.kind == "machine_down" else None
-        self.maintain_now = s.machine if s.kind == "maintain_now" else ""
+        self.maintain_now = (s.machine or "") if s.kind == "maintain_now" else ""
         self.units: list[_Unit] = []
         for m in r.machines:
             outage = self.outage if s.kind == "machine_down" and s.machine == m.name else None
@@ -485,14 +557,20 @@ class _Sim:
         # sorted() is stable, so orders due together at one priority keep the order given
         self.queue = sorted(open_jobs, key=lambda j: (j.order.due_s, -j.order.priority))
 
-    def run(self) -> None:
+    def run(self, budget: Budget) -> None:
         if self.outage is not None:
-            self.env.process(self._outage_log(self.request.scenario.machine, *self.outage))
+            self.env.process(self._outage_log(self.request.scenario.machine or "", *self.outage))
         for unit in self.units:
             self.env.process(self._machine(unit))
         # step rather than run(until=...) so that what happens at exactly the horizon still counts
+        steps = 0
         while self.env.peek() <= self.horizon:
             self.env.step()
+            steps += 1
+            if steps == 1000:  # the budget is checked every 1000 events: cheap, and stops within ms
+                budget.check(steps)
+                steps = 0
+        budget.check(steps)
 
     # -- processes -----------------------------------------------------------------------------
 
