@@ -5,8 +5,14 @@ from __future__ import annotations
 import msgspec
 import pytest
 
+import threading
+
 from twin.whatif import (
+    MAX_HORIZON_S,
     STATES,
+    Budget,
+    LimitExceeded,
+    UnknownProduct,
     Machine,
     Order,
     Scenario,
@@ -352,3 +358,58 @@ def test_every_state_is_reported():
     for m in result.machines:
         assert tuple(m.time_s) == STATES
         assert sum(m.time_s.values()) == 100.0
+
+
+def big(orders: int = 50) -> WhatIfRequest:
+    """A request within the body limits that would simulate millions of events."""
+    return WhatIfRequest(machines=[Machine(name=f"m{i}", nominal_cycle_s=1.0) for i in range(4)],
+                         orders=[Order(id=f"o{i}", product="A", quantity=100_000, due_s=0) for i in range(orders)],
+                         horizon_s=MAX_HORIZON_S)
+
+
+def test_a_run_stops_at_its_event_limit_naming_it():
+    budget = Budget(max_events=5_000)
+    with pytest.raises(LimitExceeded, match="max_events") as e:
+        compare(big(), [Scenario(), Scenario()], budget)
+    assert e.value.limit == "max_events" and budget.used_events <= 6_000
+
+
+def test_a_run_stops_at_its_wall_clock_budget_naming_it():
+    with pytest.raises(LimitExceeded, match="budget_s"):
+        run(big(), Budget(wall_s=0.0))
+
+
+def test_a_run_in_a_worker_thread_stops_when_cancelled():
+    budget = Budget(max_events=10**9, wall_s=600.0)
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            run(big(), budget)
+        except LimitExceeded as e:
+            failure.append(e)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    while budget.used_events == 0 and worker.is_alive():  # condition: the run is under way
+        worker.join(0.01)
+    budget.cancel()
+    worker.join(10)
+    assert not worker.is_alive() and failure and failure[0].limit == "cancelled"  # type: ignore[attr-defined]
+
+
+def test_limits_past_the_body_constraints_are_refused_by_validate_too():
+    with pytest.raises(LimitExceeded, match="horizon_s"):
+        run(msgspec.structs.replace(one_machine(), horizon_s=1e9))
+    with pytest.raises(LimitExceeded, match=r"orders\[0\].quantity"):
+        run(msgspec.structs.replace(one_machine(), orders=[Order(id="o", product="A", quantity=10**12, due_s=0)]))
+    with pytest.raises(LimitExceeded, match="orders"):
+        run(msgspec.structs.replace(one_machine(), orders=[Order(id=f"o{i}", product="A", quantity=1, due_s=0)
+                                                            for i in range(1001)]))
+
+
+def test_an_order_no_machine_makes_is_an_unknown_product():
+    request = one_machine(cycle_s={"A": 10.0}, nominal_cycle_s=None)
+    with pytest.raises(UnknownProduct, match="'nope'") as e:
+        run(msgspec.structs.replace(request, orders=[Order(id="o", product="nope", quantity=1, due_s=0)]))
+    assert e.value.where == "orders[0].product"
