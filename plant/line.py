@@ -34,8 +34,8 @@ class MachineState:
     name: str
     state: str = IDLE
     speed: float = 0.0  # parts per minute
-    temperature: float = 0.0  # C-MAPSS T50, degR
-    pressure: float = 0.0  # C-MAPSS P30, psia
+    temperature: float = 0.0  # C-MAPSS T50 (LPT outlet), degR
+    pressure: float = 0.0  # C-MAPSS P30 (HPC outlet), psia
     vibration: float = 0.0  # bearing RMS, g
     good_count: int = 0
     scrap_count: int = 0
@@ -102,7 +102,8 @@ class Line:
         self.process_rows = ai4i.process_rows(self.data_root)
         self._process_at = {n: 997 * i for i, n in enumerate(self.machine_names)}  # each its own stretch
         self.orders: simpy.Store = simpy.Store(self.env)
-        self.operators = simpy.Resource(self.env, capacity=max(1, len(self.machine_names) - 1))
+        # one operator per machine on shift: every machine of the plant produces from the start
+        self.operators = simpy.Resource(self.env, capacity=len(self.machine_names))
         self._lot_no = 0
         self.env.process(self._order_release())
         for i, name in enumerate(self.machine_names):

@@ -39,6 +39,7 @@ DEFAULT_METRICS = {
     "Count": "UInt64",
     "Running": "Boolean",
     "State": "String",
+    "EnergyKWh": "Double",
 }
 """Every device's metrics (name -> Sparkplug datatype) unless `metrics` says otherwise."""
 

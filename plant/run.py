@@ -99,9 +99,12 @@ class Plant:
             "Count": oven.good_count,
             "Running": oven.state == PRODUCING,
             "State": oven.state,
+            "EnergyKWh": round(oven.energy_kwh, 6),
         })
         lathe = self.line.machines[MODBUS_MACHINE]
-        self.modbus.set("machine.temperature", round(celsius_from_rankine(lathe.temperature), 1))
+        # the lathe's spindle temperature is its AI4I process temperature (K), in degC as the register declares
+        self.modbus.set("machine.temperature", round(lathe.process[1] - 273.15, 1) if lathe.process[1] else 22.0)
+        self.modbus.set("machine.energy", round(lathe.energy_kwh, 4))
         self.modbus.set("machine.speed", int(self._lathe_rpm if lathe.state == PRODUCING else 0))
         self.modbus.set("machine.part_count", lathe.good_count)
         self.modbus.set("machine.running", lathe.state == PRODUCING)

@@ -62,13 +62,23 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, config: Config) -> int:
-    """Run the demo until Ctrl-C."""
+    """Run the demo until Ctrl-C; it stops everything it started."""
     from shopfloor import demo
 
+    if args.config is None and not Path("shopfloor.toml").exists() and (PROJECT / "shopfloor.toml").exists():
+        config = load(PROJECT / "shopfloor.toml")  # the demo's own configuration
     if args.dsn:
         config.historian.dsn = args.dsn
+    if args.speed is not None:
+        if not 0 < args.speed <= 10_000:
+            print(f"shopfloor demo: --speed must be > 0 and <= 10000, got {args.speed:g}", file=sys.stderr)
+            return 2
+        config.plant.speedup = args.speed
     try:
         asyncio.run(demo.run(config))
+    except demo.DemoFailed as e:
+        print(f"shopfloor demo: stopped after a failure: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         pass
     return 0
@@ -155,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dsn", help="historian database URI (overrides the config and SHOPFLOOR_DSN)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO instead of WARNING")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help=cmd_demo.__doc__).set_defaults(func=cmd_demo)
+    demo = sub.add_parser("demo", help=cmd_demo.__doc__)
+    demo.add_argument("--speed", type=float, help="simulated seconds per second (default: plant.speedup, 20 in the "
+                      "project's shopfloor.toml)")
+    demo.set_defaults(func=cmd_demo)
     sub.add_parser("migrate", help=cmd_migrate.__doc__).set_defaults(func=cmd_migrate)
     sub.add_parser("serve", help=cmd_serve.__doc__).set_defaults(func=cmd_serve)
     sub.add_parser("maintain", help=cmd_maintain.__doc__).set_defaults(func=cmd_maintain)

@@ -1,4 +1,8 @@
-"""The demo: the simulated plant, the gateway reading it, the historian and the API, in one process."""
+"""The demo: the simulated plant, the gateway reading it, the historian, the twin and the API, in one process.
+
+It owns what it starts: on Ctrl-C, SIGTERM or a crash of any part it stops the API, the twin, the gateway,
+the plant and the embedded PostgreSQL, and says so. Its state (database, spool) stays for the next start.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,11 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import signal
+import socket
+from collections.abc import Iterator
 
+import msgspec
 import uvicorn
 
 from api.app import create_app
@@ -19,59 +27,129 @@ from historian.migrate import migrate
 from plant.run import Plant
 from shopfloor.config import Config
 from shopfloor.demo_mes import seed as seed_mes
-from shopfloor.demo_plant import demo_gateway, demo_twin
+from shopfloor.demo_mes import seed_energy_meters
+from shopfloor.demo_plant import ENERGY_TAGS, demo_gateway, demo_twin
+from twin.config import TwinConfig
 from twin.service import TwinService
 
 log = logging.getLogger(__name__)
 
 
+class DemoFailed(Exception):
+    """A part of the demo stopped with an error; everything else was stopped."""
+
+
+class _Api(uvicorn.Server):
+    """uvicorn without its own signal handling: the demo stops the API as one of its parts."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """The demo handles SIGINT and SIGTERM itself."""
+        yield
+
+
+def _reachable(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
+        return True
+    return False
+
+
+def _twin_config(config: Config, broker: bool) -> TwinConfig:
+    twin = config.twin if config.twin.machines else demo_twin()
+    if broker:
+        return twin
+    # the oven's tags come from its Sparkplug birth: without a broker the twin would wait for them forever
+    machines = [m for m in twin.machines if m.name != "oven1"]
+    print("no MQTT broker at {}:{}: oven1 is left out of the twin (`scripts/services up` starts Mosquitto)".format(
+        config.plant.mqtt_host, config.plant.mqtt_port))
+    return msgspec.structs.replace(twin, machines=machines)
+
+
 async def run(config: Config) -> None:
-    """Start the database (embedded unless configured), the plant, the gateway and the API."""
+    """Start the database (embedded unless configured), the plant, the gateway, the twin and the API; stop them all
+    on SIGINT/SIGTERM or when one of them fails (DemoFailed)."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     state = default_state_dir()
-    dsn = config.historian.dsn
-    if not dsn:
-        server = EmbeddedPostgres(state, config.historian.embedded_port)
-        dsn = await asyncio.to_thread(server.start)
-        print(f"embedded PostgreSQL: {dsn} (data in {server.data_dir})")
+    server: EmbeddedPostgres | None = None
+    stopped: list[str] = []
+    try:
+        dsn = config.historian.dsn
+        if not dsn:
+            server = EmbeddedPostgres(state, config.historian.embedded_port)
+            dsn = await asyncio.to_thread(server.start)
+            print(f"embedded PostgreSQL: {dsn} (data in {server.data_dir}; kept for the next start)")
+        if stop.is_set():
+            return
+        await _prepare(dsn, config)
+        await _serve(config, dsn, state, stop, stopped)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if server is not None:
+            await asyncio.to_thread(server.stop)
+            stopped.append("embedded PostgreSQL")
+        print(f"shopfloor demo: stopped {', '.join(stopped) or 'nothing (nothing had started)'}", flush=True)
+
+
+async def _prepare(dsn: str, config: Config) -> None:
     conn = await connect(dsn)
-    applied = await migrate(conn)
-    await seed_mes(conn)
-    await conn.close()
+    try:
+        applied = await migrate(conn)
+        await seed_mes(conn, speed=config.plant.speedup)
+    finally:
+        await conn.close()
     if applied:
         print(f"migrations applied: {', '.join(applied)}")
 
-    p = config.plant
-    settings = p.settings()
-    gateway_config = config.gateway if config.gateway.sources else demo_gateway(p)
-    users = list(config.api.users)
-    if not users:
-        # a key for this run only, so write-back can be tried without editing a file
-        users = [ApiUser(name="demo-operator", key=secrets.token_urlsafe(24), role="operator")]
-        print(f"demo operator API key (this run only): {users[0].key}")
-    config.api.users = users
 
+async def _serve(config: Config, dsn: str, state, stop: asyncio.Event, stopped: list[str]) -> None:  # type: ignore[no-untyped-def]
+    p = config.plant
+    gateway_config = config.gateway if config.gateway.sources else demo_gateway(p)
+    if not config.api.users:
+        # a key for this run only, so write-back can be tried without editing a file
+        config.api.users = [ApiUser(name="demo-operator", key=secrets.token_urlsafe(24), role="operator")]
+        print(f"demo operator API key (this run only): {config.api.users[0].key}")
     app = create_app(dsn, config.api)
-    api = uvicorn.Server(uvicorn.Config(app, host=config.api.host, port=config.api.port, log_level="warning"))
+    api = _Api(uvicorn.Config(app, host=config.api.host, port=config.api.port, log_level="warning"))
     base = f"http://{config.api.host}:{config.api.port}"
-    async with Plant(settings) as plant:
-        print(f"plant: OPC UA {plant.opcua.endpoint}, Modbus TCP 127.0.0.1:{p.modbus_port}, "
+    async with Plant(p.settings()) as plant:
+        print(f"plant at {p.speedup:g}x time: OPC UA {plant.opcua.endpoint}, Modbus TCP 127.0.0.1:{p.modbus_port}, "
               f"Sparkplug B group 'plant' on {p.mqtt_host}:{p.mqtt_port}")
-        twin = TwinService(config.twin if config.twin.machines else demo_twin(), dsn)
+        twin = TwinService(_twin_config(config, _reachable(p.mqtt_host, p.mqtt_port)), dsn)
         gateway = Gateway(gateway_config, dsn, config.historian, state / "gateway", tap=twin.observe)
-        tasks = [
-            asyncio.create_task(plant.run(), name="plant"),
-            asyncio.create_task(gateway.run(), name="gateway"),
-            asyncio.create_task(twin.run(), name="twin"),
-            asyncio.create_task(run_maintenance(dsn, config.historian), name="maintenance"),
-        ]
+        parts = {
+            "plant": asyncio.create_task(plant.run(), name="plant"),
+            "gateway": asyncio.create_task(gateway.run(), name="gateway"),
+            "twin": asyncio.create_task(twin.run(), name="twin"),
+            "maintenance": asyncio.create_task(run_maintenance(dsn, config.historian), name="maintenance"),
+            "API": asyncio.create_task(api.serve(), name="api"),
+        }
+        meters = asyncio.create_task(seed_energy_meters(dsn, ENERGY_TAGS))
+        stopping = asyncio.create_task(stop.wait())
         print(f"API: {base}/api/v1/machines  {base}/api/v1/alarms  {base}/api/v1/tags/latest  {base}/api/v1/sources  "
               f"{base}/metrics  docs: {base}/schema/swagger")
         print(f"SQL: psql {dsn} -c 'SELECT * FROM samples_named ORDER BY ts DESC LIMIT 10'")
+        print("Ctrl-C stops the demo and everything it started", flush=True)
+        failed: list[str] = []
         try:
-            await api.serve()
+            done, _ = await asyncio.wait([stopping, *parts.values()], return_when=asyncio.FIRST_COMPLETED)
+            failed = [f"{name}: {t.exception()!r}" if t.exception() else f"{name} ended"
+                      for name, t in parts.items() if t in done]
         finally:
-            for t in tasks:
+            api.should_exit = True
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(parts.pop("API")), 10)
+            stopped.append("API")
+            for t in [*parts.values(), meters, stopping]:
                 t.cancel()
-            for t in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
+            for name, t in [*parts.items(), ("energy meters", meters), ("signals", stopping)]:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await t
+                if name in parts:
+                    stopped.append(name)
+        if failed:
+            raise DemoFailed("; ".join(failed))
+    stopped.append("plant devices")

@@ -15,7 +15,7 @@ _PRESS_SIGNALS = {
     "State": ("state", "machine", "text", "", False),
     "Speed": ("speed", "machine", "float", "1/min", False),
     "SpeedSetpoint": ("speed_setpoint", "method", "float", "%", True),
-    "Temperature": ("temperature", "machine", "float", "degC", False),
+    "Temperature": ("temperature", "machine", "float", "degC", False),  # C-MAPSS T50 converted from degR
     "Vibration": ("vibration", "machine", "float", "g", False),
     "GoodCount": ("good_count", "material", "int", "parts", False),
     "ScrapCount": ("scrap_count", "material", "int", "parts", False),
@@ -28,6 +28,13 @@ _PRESS_SIGNALS = {
 }
 # the presses' health signals (C-MAPSS settings and sensors, one cycle per part): the RUL model's inputs
 ENGINE_SIGNALS = tuple(f"Setting{i}" for i in range(1, 4)) + tuple(f"S{i}" for i in range(1, 22))
+# their units as NASA's C-MAPSS model states them (Saxena et al. 2008, table 2): replayed unconverted, so labelled so
+ENGINE_UNITS = {"Setting1": "kft", "Setting2": "Mach", "Setting3": "%", "S1": "degR", "S2": "degR", "S3": "degR",
+                "S4": "degR", "S5": "psia", "S6": "psia", "S7": "psia", "S8": "rpm", "S9": "rpm", "S10": "",
+                "S11": "psia", "S12": "pps/psi", "S13": "rpm", "S14": "rpm", "S15": "", "S16": "", "S17": "",
+                "S18": "rpm", "S19": "rpm", "S20": "lbm/s", "S21": "lbm/s"}
+# exception reporting per float signal: small enough that every real change of a sensor is stored
+_DEADBANDS = {"Temperature": 0.05, "Vibration": 0.0005, "Speed": 0.05, "EnergyKWh": 0.001}
 # Modbus plant signal -> tag name, category, machine
 _MODBUS_TAGS = {
     "meter.voltage": ("meter.voltage", "energy", None),
@@ -45,23 +52,29 @@ _MODBUS_TAGS = {
     "machine.process_speed": ("lathe1.process_speed", "machine", "lathe1"),
     "machine.torque": ("lathe1.torque", "machine", "lathe1"),
     "machine.tool_wear": ("lathe1.tool_wear", "machine", "lathe1"),
+    "machine.energy": ("lathe1.energy", "energy", "lathe1"),
 }
 
 
 def demo_gateway(plant: PlantConfig, presses: tuple[str, ...] = ("press1", "press2")) -> GatewayConfig:
     """Sources and tags for every device of the simulated plant."""
+    return msgspec.convert(demo_gateway_table(plant, presses), GatewayConfig)
+
+
+def demo_gateway_table(plant: PlantConfig, presses: tuple[str, ...] = ("press1", "press2")) -> dict[str, Any]:
+    """demo_gateway as the [gateway] table of shopfloor.toml would write it."""
     from plant.modbus_server import REGISTER_MAP
 
     opcua_tags = [
         {"name": f"{m}.{suffix}", "node_id": f"ns=2;s={m}.{signal}", "category": cat, "data_type": dtype,
          "unit": unit, "machine": m, "writable": writable,
-         **({"deadband_type": "absolute", "deadband_value": 0.05} if dtype == "float" and not writable else {})}
+         **({"deadband_type": "absolute", "deadband_value": _DEADBANDS[signal]} if signal in _DEADBANDS else {})}
         for m in presses
         for signal, (suffix, cat, dtype, unit, writable) in _PRESS_SIGNALS.items()
     ] + [
         # no deadband: the model must see the values it was trained on
         {"name": engine_tag(m, signal), "node_id": f"ns=2;s={m}.{signal}", "category": "machine",
-         "data_type": "float", "machine": m}
+         "data_type": "float", "unit": ENGINE_UNITS[signal], "machine": m}
         for m in presses
         for signal in ENGINE_SIGNALS
     ]
@@ -75,8 +88,7 @@ def demo_gateway(plant: PlantConfig, presses: tuple[str, ...] = ("press1", "pres
         if machine:
             tag["machine"] = machine
         modbus_tags.append(tag)
-    return msgspec.convert(
-        {
+    return {
             "sources": [
                 {"type": "opcua", "name": "presses", "publishing_interval": 0.5,
                  "endpoint": f"opc.tcp://127.0.0.1:{plant.opcua_port}/shopfloor/plant", "tags": opcua_tags},
@@ -87,9 +99,7 @@ def demo_gateway(plant: PlantConfig, presses: tuple[str, ...] = ("press1", "pres
                  "client_id": f"shopfloor-demo-{plant.opcua_port}",
                  "sparkplug": [{"group_id": "plant", "device_tag": "{device}.{metric}", "node_tag": "line1.{metric}"}]},
             ]
-        },
-        GatewayConfig,
-    )
+    }
 
 
 def engine_tag(machine: str, signal: str) -> str:
@@ -97,9 +107,14 @@ def engine_tag(machine: str, signal: str) -> str:
     return f"{machine}.engine.{signal.lower()}"
 
 
-def demo_twin(presses: tuple[str, ...] = ("press1", "press2")) -> TwinConfig:
+def demo_twin(presses: tuple[str, ...] = ("press1", "press2"), oven: bool = True) -> TwinConfig:
     """The twin of the simulated plant: presses from state codes, counters and health (RUL); the lathe from signals
-    and its process readings (failure probability)."""
+    and its process readings (failure probability); the oven from its Sparkplug metrics (when the broker is there)."""
+    return msgspec.convert(demo_twin_table(presses, oven), TwinConfig)
+
+
+def demo_twin_table(presses: tuple[str, ...] = ("press1", "press2"), oven: bool = True) -> dict[str, Any]:
+    """demo_twin as the [twin] table of shopfloor.toml would write it."""
     machines: list[dict[str, Any]] = [
         {"name": m, "state_tag": f"{m}.state_code", "good_counter_tag": f"{m}.good_count",
          "scrap_counter_tag": f"{m}.scrap_count", "rul_model": "FD001",
@@ -116,4 +131,12 @@ def demo_twin(presses: tuple[str, ...] = ("press1", "press2")) -> TwinConfig:
                                       "process_temperature_k": "lathe1.process_temperature",
                                       "rotational_speed_rpm": "lathe1.process_speed",
                                       "torque_nm": "lathe1.torque", "tool_wear_min": "lathe1.tool_wear"}})
-    return msgspec.convert({"machines": machines}, TwinConfig)
+    if oven:  # its tags exist once the oven's Sparkplug birth has been read
+        machines.append({"name": "oven1", "running_tag": "oven1.Running", "speed_tag": "oven1.Speed",
+                         "good_counter_tag": "oven1.Count", "sensors": [{"tag": "oven1.Temperature"}]})
+    return {"machines": machines}
+
+
+# energy meters of the demo: each machine's cumulative kWh tag, for the KPIs' energy per unit
+ENERGY_TAGS = {"press1": "press1.energy", "press2": "press2.energy", "lathe1": "lathe1.energy",
+               "oven1": "oven1.EnergyKWh"}

@@ -1,4 +1,4 @@
-"""The README's first command: embedded PostgreSQL, the plant, the gateway reading it, and the API."""
+"""The README's first command: embedded PostgreSQL, the plant, the gateway, the twin and the API; stopped whole."""
 
 import os
 import shutil
@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -18,7 +19,7 @@ from tests.conftest import _services_env
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "demo-test-operator-key-0123"
-AUTH = {"Authorization": f"Bearer {KEY}"}
+MACHINES = ["lathe1", "oven1", "press1", "press2"]
 
 
 def free_port() -> int:
@@ -36,7 +37,49 @@ def state_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
+def processes_using(path: Path) -> list[str]:
+    """Command lines of running processes that mention `path` (the embedded server's data folder)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if str(path) in cmd:
+                found.append(cmd)
+    return found
+
+
+def until(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
+    """Poll `condition` until it returns something truthy; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = condition()
+            if last:
+                return last
+        except httpx.HTTPError as e:
+            last = e
+        time.sleep(0.5)
+    raise AssertionError(f"{what} not within {timeout} s; last: {last!r}")
+
+
+def start_demo(config: Path, state_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "SHOPFLOOR_STATE": str(state_dir)}
+    env.pop("SHOPFLOOR_DSN", None)
+    return subprocess.Popen([sys.executable, "-m", "shopfloor.cli", "--config", str(config), "demo", "--speed", "20"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop_demo(proc: subprocess.Popen, sig: int) -> str:
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=60)
+    return out
+
+
+def test_demo_makes_parts_and_kpis_within_30s_and_stops_everything_it_started(state_dir: Path):
     ports = {name: free_port() for name in ("api", "pg", "opcua", "modbus")}
     mqtt = os.environ.get("SHOPFLOOR_TEST_MQTT") or _services_env().get("SHOPFLOOR_TEST_MQTT", "mqtt://127.0.0.1:1883")
     mqtt_host, mqtt_port = mqtt.removeprefix("mqtt://").split(":")
@@ -45,67 +88,63 @@ def test_demo_runs_plant_gateway_historian_and_api(state_dir: Path):
         f"[historian]\nembedded_port = {ports['pg']}\nflush_interval = 0.2\n"
         f"[api]\nport = {ports['api']}\n[[api.users]]\nname = \"tester\"\nkey = \"{KEY}\"\nrole = \"operator\"\n"
         f"[plant]\nopcua_port = {ports['opcua']}\nmodbus_port = {ports['modbus']}\n"
-        f"mqtt_host = \"{mqtt_host}\"\nmqtt_port = {mqtt_port}\nspeedup = 30.0\ntick = 0.5\n"
-    )
-    env = {**os.environ, "SHOPFLOOR_STATE": str(state_dir)}
-    env.pop("SHOPFLOOR_DSN", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "shopfloor.cli", "--config", str(config), "demo"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        f"mqtt_host = \"{mqtt_host}\"\nmqtt_port = {mqtt_port}\ntick = 0.5\n"
     )
     base = f"http://127.0.0.1:{ports['api']}"
-    wanted = ["lathe1.temperature", "meter.power", "oven1.Temperature", "press1.lot", "press1.temperature",
-              "press2.good_count"]
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=20)
+    pg_data = EmbeddedPostgres(state_dir, ports["pg"]).data_dir
+    proc = start_demo(config, state_dir)
+    started = datetime.now(UTC)
     try:
-        deadline = time.monotonic() + 120
-        latest: dict = {}
-        sources: dict = {}
-        while time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                rows = httpx.get(headers=AUTH, url=f"{base}/api/v1/tags/latest", params={"tag": wanted}).json()
-                latest = {r["tag"]: r for r in rows} if isinstance(rows, list) else {}
-                sources = {s["name"]: s for s in httpx.get(headers=AUTH, url=f"{base}/api/v1/sources").json()}
-                if len(latest) == len(wanted) and latest["press1.lot"]["value"] and len(sources) == 3:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        assert sorted(latest) == wanted
-        # press temperatures replay C-MAPSS T50 (about 1400-1440 degR, i.e. 505-530 degC)
-        assert 490 < latest["press1.temperature"]["value"] < 540
-        assert latest["press1.lot"]["value"].startswith("LOT-")
-        assert all(s["connected"] for s in sources.values()), sources
-        assert 490 < latest["oven1.Temperature"]["value"] < 540  # Sparkplug B, learned from the oven's birth
-        r = httpx.post(f"{base}/api/v1/tags/press1.speed_setpoint/write", json={"value": 80.0},
-                       headers={"Authorization": f"Bearer {KEY}"}, timeout=20)
-        assert r.status_code == 200 and r.json()["status"] == "done", r.text
-        assert httpx.get(f"{base}/health").json()["database"] == "postgresql"
-        # the twin mirrors the machines: ISO 22400 states, part counts, and the presses' RUL from its model
-        machines: dict = {}
-        while time.monotonic() < deadline + 60:
-            machines = {m["name"]: m for m in httpx.get(headers=AUTH, url=f"{base}/api/v1/machines").json()}
-            if len(machines) == 3 and all("rul" in machines[p]["predictions"] for p in ("press1", "press2")) \
-                    and machines["press1"]["good_total"] > 0 and "failure" in machines["lathe1"]["predictions"]:
-                break
-            time.sleep(0.5)
-        assert sorted(machines) == ["lathe1", "press1", "press2"], machines
+        api_up = until(lambda: proc.poll() is None and api.get("/health").status_code == 200 and time.monotonic(),
+                       90, "the API")
+        assert proc.poll() is None
+        # within 30 s of the API answering: every machine of the configuration is in the twin and makes parts
+        machines = until(lambda: (ms := {m["name"]: m for m in api.get("/api/v1/machines").json()})
+                         and sorted(ms) == MACHINES and all(m["good_total"] > 0 for m in ms.values()) and ms,
+                         30, "parts from every machine")
+        assert time.monotonic() - api_up < 30
         assert {m["state"] for m in machines.values()} <= {"producing", "idle", "setup", "unplanned_down",
                                                             "planned_down"}
-        rul = machines["press1"]["predictions"]["rul"]
-        assert rul["model"] == "rul_FD001" and len(rul["sha256"]) == 64 and 0 <= rul["value"] <= 200, rul
-        assert "press1.temperature" in machines["press1"]["sensors"]
-        failure = machines["lathe1"]["predictions"]["failure"]
-        assert failure["model"] == "failure" and 0.0 <= failure["probability"] <= 1.0, failure
-        # ISO 22400 KPIs over what the twin recorded, with the demo routings' planned cycle times
-        (kpi,) = httpx.get(headers=AUTH, url=f"{base}/api/v1/kpi", params={"machine": "press1", "start": "2020-01-01T00:00:00Z",
-                                                           "end": "2100-01-01T00:00:00Z"}).json()
-        assert kpi["pq"] > 0 and kpi["apt_s"] > 0 and 0 < kpi["availability"] <= 1, kpi
-        assert kpi["effectiveness"] is not None and kpi["oee"] is not None, kpi
+        # ISO 22400 KPIs over the last minutes: the seeded shifts give planned time, routings the cycle times
+        # (scaled to the demo's time), energy meters the energy
+        def kpi():
+            end = datetime.now(UTC) + timedelta(seconds=1)
+            (k,) = api.get("/api/v1/kpi", params={"machine": "press1", "start": started.isoformat(),
+                                                  "end": end.isoformat()}).json()
+            return k if k["pq"] > 0 and k["apt_s"] > 0 and k["energy_kwh"] else None
+
+        k = until(kpi, 30, "non-zero KPIs")
+        assert k["pot_s"] > 0 and 0 < k["availability"] <= 1 and 0 < k["effectiveness"] <= 1.2, k
+        assert k["oee"] is not None and k["oee"] > 0 and k["energy_per_unit_kwh"] > 0, k
+        latest = {r["tag"]: r["value"] for r in api.get("/api/v1/tags/latest").json()}
+        assert 490 < latest["press1.temperature"] < 540  # C-MAPSS T50, ~1400 degR, converted to the tag's degC
+        assert 20 < latest["lathe1.temperature"] < 60  # AI4I process temperature, K -> degC
+        assert latest["lathe1.energy"] > 0 and latest["oven1.EnergyKWh"] > 0
+        units = {t["name"]: t["unit"] for t in api.get("/api/v1/tags").json()}
+        assert (units["press1.temperature"], units["press1.engine.s4"], units["press1.engine.s7"]) == \
+            ("degC", "degR", "psia")
+        vib = api.get("/api/v1/tags/press1.vibration/samples",
+                      params={"start": started.isoformat(), "end": datetime.now(UTC).isoformat()}).json()
+        values = [p["value"] for p in vib["points"]]
+        assert len(set(values)) > 3, values  # bearing RMS varies from window to window
+        r = api.post("/api/v1/tags/press1.speed_setpoint/write", json={"value": 80.0})
+        assert r.status_code == 200 and r.json()["status"] == "done", r.text
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        EmbeddedPostgres(state_dir, ports["pg"]).stop()
+        out = stop_demo(proc, signal.SIGINT) if proc.poll() is None else proc.stdout.read()
+    assert proc.returncode == 0, out
+    assert "stopped API, plant, gateway, twin" in out and "embedded PostgreSQL" in out.splitlines()[-1], out
+    assert processes_using(pg_data) == [], "the embedded PostgreSQL outlived the demo"
+
+    # a second start reuses the state (no migrations to apply, the same database); SIGTERM stops it whole too
+    proc = start_demo(config, state_dir)
+    try:
+        until(lambda: proc.poll() is None and api.get("/api/v1/machines").status_code == 200, 90, "the API again")
+        totals = {m["name"]: m["good_total"] for m in api.get("/api/v1/machines").json()}
+        assert all(totals[m] > 0 for m in MACHINES), totals  # the twin's counts survived the restart
+    finally:
+        out = stop_demo(proc, signal.SIGTERM) if proc.poll() is None else proc.stdout.read()
+        EmbeddedPostgres(state_dir, ports["pg"]).stop()  # only does something if the demo failed to
+    assert proc.returncode == 0 and "migrations applied" not in out, out
+    assert "embedded PostgreSQL" in out.splitlines()[-1], out
+    assert processes_using(pg_data) == []
