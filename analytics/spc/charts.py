@@ -106,7 +106,9 @@ class Subgroups:
         return int(self.ts.shape[0])
 
     def take(self, keep: np.ndarray) -> Subgroups:
-        """The subgroups a boolean mask keeps."""
+        """The subgroups a boolean mask keeps (the same object when it keeps all: no copy of every column)."""
+        if keep.all():
+            return self
         return Subgroups(self.ts[keep], self.n[keep], self.mean[keep], self.range[keep], self.sd[keep])
 
 
