@@ -11,7 +11,7 @@ import psycopg
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
-from litestar.status_codes import HTTP_200_OK, HTTP_403_FORBIDDEN, HTTP_502_BAD_GATEWAY, HTTP_504_GATEWAY_TIMEOUT
+from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN, HTTP_502_BAD_GATEWAY, HTTP_504_GATEWAY_TIMEOUT
 from psycopg.types.json import Jsonb
 
 from api.auth import caller, requires
@@ -68,7 +68,9 @@ class WriteController(Controller):
         if writable:
             await conn.execute(f"NOTIFY {CHANNEL}")
             status, detail = await _outcome(conn, request_id, request.app.state.api_config.write_timeout)
-        code = {"done": HTTP_200_OK, "refused": HTTP_403_FORBIDDEN, "failed": HTTP_502_BAD_GATEWAY}.get(
+        code = {"done": HTTP_200_OK, "refused": HTTP_403_FORBIDDEN, "failed": HTTP_502_BAD_GATEWAY,
+                # the gateway checked the value against the tag's type and range; the device saw nothing
+                "invalid": HTTP_400_BAD_REQUEST}.get(
             status, HTTP_504_GATEWAY_TIMEOUT
         )
         return Response(WriteOut(request_id, name, data.value, status, detail), status_code=code)

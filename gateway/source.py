@@ -107,6 +107,10 @@ class NotWritableError(WriteError):
     """A write to a tag that is not configured writable, or not served by this source."""
 
 
+class InvalidValueError(WriteError):
+    """A value that does not fit the tag's type or range (70000 for a uint16): refused before the device."""
+
+
 @dataclass
 class SourceStatus:
     """Health of one source, for /metrics and GET /api/v1/sources."""

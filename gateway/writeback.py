@@ -15,7 +15,7 @@ from typing import Mapping
 import psycopg
 
 from gateway.cancel import honour_cancellation
-from gateway.source import NotWritableError, Source, WriteError
+from gateway.source import InvalidValueError, NotWritableError, Source, WriteError
 from historian.db import connect
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,8 @@ async def _serve_one(conn: psycopg.AsyncConnection, owners: Mapping[str, Source]
             status, detail = "done", ""
         except NotWritableError as e:
             status, detail = "refused", str(e)
+        except InvalidValueError as e:
+            status, detail = "invalid", str(e)
         except WriteError as e:
             status, detail = "failed", str(e)
         await conn.execute(

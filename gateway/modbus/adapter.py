@@ -27,7 +27,7 @@ from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
 from gateway.modbus.requests import ReadRequest, group
 from gateway.cancel import honour_cancellation
 from gateway.outbox import Outbox, run_beside
-from gateway.source import NotWritableError, Reading, ReadingColumns, Sink, SourceStatus, WriteError
+from gateway.source import InvalidValueError, NotWritableError, Reading, ReadingColumns, Sink, SourceStatus, WriteError
 from historian.samples import Quality
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,7 @@ class ModbusSource:
             raw = codec.remove_scale(value, tag.type, tag.scale, tag.offset)
             return codec.encode(raw, tag.type, tag.byte_order)
         except ValueError as e:
-            raise WriteError(f"{self.name}: cannot write {value!r} to tag {tag.name!r}: {e}") from e
+            raise InvalidValueError(f"{self.name}: cannot write {value!r} to tag {tag.name!r}: {e}") from e
 
     def _new_client(self) -> AsyncModbusTcpClient:
         # reconnect_delay=0: pymodbus must not reconnect on its own, run() does it with our backoff;

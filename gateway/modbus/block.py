@@ -14,6 +14,7 @@ import numpy as np
 
 from gateway.modbus import codec
 from gateway.modbus.config import ModbusTag
+from gateway.values import round_scaled, shortest_float32
 
 _DTYPE = {"int16": ">i2", "uint16": ">u2", "int32": ">i4", "uint32": ">u4", "int64": ">i8", "uint64": ">u8",
           "float32": ">f4", "float64": ">f8"}
@@ -28,6 +29,7 @@ class _Group:
     slots: list[int]  # each tag's place in the request's tag order
     scale: np.ndarray | None  # None: published as decoded (integers stay integers)
     offset: np.ndarray | None
+    decimals: np.ndarray | None  # what a scaled value is rounded to (-1: 15 significant digits)
     in_order: bool  # slots are 0..n-1 of an n-tag request
 
 
@@ -55,6 +57,7 @@ class BlockDecoder:
                 slots,
                 np.array([t.scale for _, t in members]) if scaled else None,
                 np.array([t.offset for _, t in members]) if scaled else None,
+                np.array([t.decimals for _, t in members]) if scaled else None,
                 slots == list(range(len(tags))),
             ))
 
@@ -67,7 +70,12 @@ class BlockDecoder:
         not_finite: list[int] = []
         for g in self.groups:
             raw = wire[g.byte_index].reshape(-1).view(g.dtype)
-            out = raw if g.scale is None else raw.astype(np.float64) * g.scale + g.offset
+            if raw.dtype.itemsize == 4 and raw.dtype.kind == "f":
+                raw = shortest_float32(raw)  # the value policy: 123.456, not 123.45600128173828
+            if g.scale is not None:
+                out = round_scaled(raw.astype(np.float64) * g.scale + g.offset, g.decimals)
+            else:
+                out = raw
             if out.dtype.kind == "f" and not (finite := np.isfinite(out)).all():
                 not_finite.extend(g.slots[i] for i in np.flatnonzero(~finite))
             if g.in_order:  # the group is the whole request, in order: no scatter needed

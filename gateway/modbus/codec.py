@@ -23,6 +23,8 @@ import math
 import struct
 from typing import Sequence
 
+from gateway.values import float32_value
+
 Value = bool | int | float | str
 
 ORDERS = ("ABCD", "BADC", "CDAB", "DCBA")
@@ -105,6 +107,8 @@ def decode(registers: Sequence[int], type_: str, order: str = "ABCD") -> Value:
     if len(registers) != want:
         raise ValueError(f"{type_} needs {want} registers, got {len(registers)}")
     (value,) = struct.unpack(">" + _STRUCT[type_], _reorder(_to_bytes(registers), order))
+    if type_ == "float32":
+        return float32_value(value)  # the value policy: its shortest round-trip decimal
     return value  # type: ignore[no-any-return]
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import msgspec
+import numpy as np
 
 from gateway.modbus import codec
 from gateway.outbox import check_settings
 from gateway.tags import TagConfig
+from gateway.values import default_precision, round_scaled
 
 TABLES = ("coil", "discrete_input", "holding", "input")
 BIT_TABLES = ("coil", "discrete_input")
@@ -35,6 +37,9 @@ class ModbusTag(TagConfig, kw_only=True):
     scale: float = 1.0
     offset: float = 0.0
     """Numbers are published as raw * scale + offset, and written back as (value - offset) / scale."""
+    precision: int | None = None
+    """Decimals a scaled value is rounded to; unset: those of scale and offset for an integer type,
+    15 significant digits for a float type (see gateway/values.py)."""
     data_type: str = ""
     """As in TagConfig; empty: bool for bool, text for string, int for unscaled integers, else float."""
 
@@ -58,6 +63,8 @@ class ModbusTag(TagConfig, kw_only=True):
         super().__post_init__()
         self._check_layout(who)
         self._check_scaling(who)
+        if self.precision is not None and not 0 <= self.precision <= 15:
+            raise ValueError(f"precision: must be 0..15 decimals, got {self.precision} {who}")
         if self.writable and self.table not in WRITABLE_TABLES:
             raise ValueError(f"writable: a {self.table} cannot be written, only coils and holding registers {who}")
 
@@ -109,7 +116,18 @@ class ModbusTag(TagConfig, kw_only=True):
         """The published value of a decoded raw value (scaled when numeric)."""
         if isinstance(raw, (bool, str)):
             return raw
-        return codec.apply_scale(raw, self.scale, self.offset)
+        if self.scale == 1.0 and self.offset == 0.0:
+            return raw
+        scaled = np.array([codec.apply_scale(raw, self.scale, self.offset)], dtype=np.float64)
+        return float(round_scaled(scaled, np.array([self.decimals]))[0])
+
+    @property
+    def decimals(self) -> int:
+        """Decimals a scaled value is rounded to; -1: 15 significant digits."""
+        if self.precision is not None:
+            return self.precision
+        found = default_precision(self.scale, self.offset, self.type in codec.INTEGER_TYPES)
+        return -1 if found is None else found
 
 
 class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only=True, forbid_unknown_fields=True):
@@ -129,7 +147,7 @@ class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only
     merge_gap: int = 8
     """Unused addresses a read may span to merge two neighbouring tags into one request; 0: contiguous only."""
     reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
+    reconnect_max: float = 10.0
     """Reconnect delays (seconds) double from reconnect_min up to reconnect_max, with jitter."""
     single_write_functions: bool = True
     """Write one coil or register with FC5/FC6; false: always FC15/FC16, for devices without FC5/FC6."""

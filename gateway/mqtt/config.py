@@ -171,7 +171,7 @@ class MqttSourceConfig(msgspec.Struct, tag="mqtt", tag_field="type", kw_only=Tru
     session_expiry: int = 3600
     """MQTT 5: seconds the broker keeps a persistent session after a disconnect (clean_start = false)."""
     reconnect_min: float = 0.5
-    reconnect_max: float = 30.0
+    reconnect_max: float = 10.0
     rebirth_interval: float = 5.0
     """Least seconds between two rebirth requests to one edge node (a broken node is not flooded)."""
     batch_messages: int = 500

@@ -18,8 +18,9 @@ from google.protobuf.message import DecodeError
 
 from gateway.mqtt import sparkplug_b_pb2 as pb
 from gateway.mqtt.config import SparkplugGroup, SparkplugMetric
-from gateway.source import NotWritableError, Reading, WriteError
+from gateway.source import InvalidValueError, NotWritableError, Reading, WriteError
 from gateway.tags import TagConfig
+from gateway.values import float32_value
 from historian.samples import Quality
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ KINDS: dict[int, Kind] = {
     # Tahu's Java client puts UInt32 in long_value, its Python client in int_value: accept both
     pb.UInt32: Kind("UInt32", _INTS, None, "int", "long_value", 32),
     pb.UInt64: Kind("UInt64", _INTS, None, "int", "long_value", 64),
-    pb.Float: Kind("Float", _FLOATS, None, "float", "float_value"),
+    # the value policy (gateway/values.py): a float32 is stored as its shortest round-trip decimal
+    pb.Float: Kind("Float", _FLOATS, float32_value, "float", "float_value"),
     pb.Double: Kind("Double", _FLOATS, None, "float", "double_value"),
     pb.Boolean: Kind("Boolean", frozenset(("boolean_value",)), None, "bool", "boolean_value"),
     pb.String: Kind("String", frozenset(("string_value",)), None, "text", "string_value"),
@@ -420,29 +422,29 @@ def state_payload(online: bool, timestamp_ms: int) -> bytes:
 
 
 def encode_value(kind: Kind, value: float | int | bool | str, tag: str) -> Any:
-    """The protobuf field value of a write; WriteError naming the tag if it does not fit the datatype."""
+    """The protobuf field value of a write; InvalidValueError naming the tag if it does not fit the datatype."""
     if kind.bits:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise WriteError(f"{tag}: {kind.name} needs an integer, got {value!r}")
+            raise InvalidValueError(f"{tag}: {kind.name} needs an integer, got {value!r}")
         lo, hi = (-(1 << (kind.bits - 1)), (1 << (kind.bits - 1)) - 1) if kind.signed else (0, (1 << kind.bits) - 1)
         if not lo <= value <= hi:
-            raise WriteError(f"{tag}: {value} is out of range for {kind.name}")
+            raise InvalidValueError(f"{tag}: {value} is out of range for {kind.name}")
         width = 64 if kind.write_field == "long_value" else 32
         return value & ((1 << width) - 1)  # two's complement, as Sparkplug carries signed ints
     if kind.write_field in ("float_value", "double_value"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise WriteError(f"{tag}: {kind.name} needs a number, got {value!r}")
+            raise InvalidValueError(f"{tag}: {kind.name} needs a number, got {value!r}")
         return float(value)
     if kind.write_field == "boolean_value":
         if not isinstance(value, bool):
-            raise WriteError(f"{tag}: Boolean needs true or false, got {value!r}")
+            raise InvalidValueError(f"{tag}: Boolean needs true or false, got {value!r}")
         return value
     if kind.name == "DateTime":
         if isinstance(value, bool) or not isinstance(value, int):
-            raise WriteError(f"{tag}: DateTime needs epoch milliseconds, got {value!r}")
+            raise InvalidValueError(f"{tag}: DateTime needs epoch milliseconds, got {value!r}")
         return value
     if not isinstance(value, str):
-        raise WriteError(f"{tag}: {kind.name} needs text, got {value!r}")
+        raise InvalidValueError(f"{tag}: {kind.name} needs text, got {value!r}")
     return value
 
 

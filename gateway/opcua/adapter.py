@@ -13,7 +13,6 @@ import logging
 from datetime import datetime
 from typing import Any
 
-import numpy as np
 from asyncua import ua
 from asyncua.common.node import Node
 from asyncua.common.ua_utils import data_type_to_variant_type
@@ -23,7 +22,8 @@ from gateway.opcua.session import RECOVERABLE, Backoff, Session, describe, open_
 from gateway.opcua.subscription import Monitor
 from gateway.cancel import honour_cancellation
 from gateway.outbox import Outbox, run_beside
-from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
+from gateway.source import InvalidValueError, NotWritableError, Reading, Sink, SourceStatus, WriteError
+from gateway.values import float32_value
 from historian.samples import Quality
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def _value(tag: OpcUaTag, variant: ua.Variant) -> float | int | bool | str:
         raise ValueError("arrays are not supported")
     if variant.VariantType is ua.VariantType.Float and isinstance(v, float):
         # a Float arrives widened to double: 20.3 would read 20.299999237060547
-        v = float(str(np.float32(v)))
+        v = float32_value(v)
     if isinstance(v, ua.LocalizedText):
         v = v.Text or ""
     if tag.data_type == "float" and isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -282,7 +282,7 @@ class OpcUaSource:
             variant = ua.Variant(_for_variant(value, vtype), vtype)
             await node.write_attribute(ua.AttributeIds.Value, ua.DataValue(variant))
         except ValueError as e:
-            raise WriteError(f"{tag}: {e}") from None
+            raise InvalidValueError(f"{tag}: {e}") from None
         except ua.UaStatusCodeError as e:
             raise WriteError(f"{tag}: the server refused the write ({ua.StatusCode(e.code).name})") from e
         except RECOVERABLE as e:

@@ -85,7 +85,7 @@ class OpcUaSourceConfig(msgspec.Struct, tag="opcua", tag_field="type", kw_only=T
     """Seconds a request may take; also how often a quiet connection is probed for life."""
     session_timeout: float = 60.0
     reconnect_min: float = 1.0
-    reconnect_max: float = 60.0
+    reconnect_max: float = 10.0
     stall_timeout: float = 30.0
     """No data change and no keep-alive for this long (s): the subscription is recreated."""
     batch_interval: float = 0.05
