@@ -120,7 +120,7 @@ REGISTER_MAP: dict[str, Signal] = {
                                     description="rotational speed under load"),
     "machine.torque": Signal("holding", 126, "float32", readonly=True, unit="Nm", description="torque"),
     "machine.tool_wear": Signal("holding", 128, "uint16", readonly=True, unit="min", description="tool wear"),
-    "machine.energy": Signal("holding", 130, "float32", readonly=True, unit="kWh", description="the lathe's energy"),
+    "machine.energy": Signal("holding", 129, "float32", readonly=True, unit="kWh", description="the lathe's energy"),
     "machine.run": Signal("coil", 0, "bool", description="run (true) / stop (false)"),
     "machine.alarm_reset": Signal("coil", 1, "bool", description="write true to reset the alarm; clears itself"),
     "machine.running": Signal("discrete_input", 0, "bool", description="spindle turning"),

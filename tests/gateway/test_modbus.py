@@ -201,7 +201,7 @@ async def test_sample_config_in_the_readme_reads_the_whole_plant(plant):
         await settle(sink, expected)
     # the merged reads met the holes at input 16..19, holding 107..109 and 118..119 and were split there
     assert [str(r) for r in src.requests] == [
-        "coil 0..1", "discrete_input 0..2", "holding 100..106", "holding 110..117", "holding 120..128",
+        "coil 0..1", "discrete_input 0..2", "holding 100..106", "holding 110..117", "holding 120..130",
         "input 0..15", "input 20..24",
     ]
     assert src.status.last_error == ""
