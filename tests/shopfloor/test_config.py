@@ -86,3 +86,16 @@ def test_a_gateway_config_is_read():
     c = parse(GATEWAY.replace("ADDRESS", "2").replace("TYPE", "float32"))
     assert [s.name for s in c.gateway.sources] == ["lathe", "meter"]
     assert c.gateway.sources[1].tags[0].address == 2
+
+
+def test_the_top_level_shopfloor_toml_is_the_demos_configuration():
+    from shopfloor.demo_plant import demo_gateway, demo_twin
+
+    root = Path(__file__).resolve().parents[2]
+    c = load(root / "shopfloor.toml")
+    assert c.gateway == demo_gateway(c.plant)  # the same sources and tags the demo builds for its plant
+    assert c.twin == demo_twin()
+    assert [m.name for m in c.twin.machines] == ["press1", "press2", "lathe1", "oven1"]
+    assert (c.plant.speedup, c.plant.opcua_port, c.plant.modbus_port, c.plant.mqtt_port) == (20.0, 4840, 5020, 1883)
+    assert (c.historian.dsn, c.historian.embedded_port, c.api.host, c.api.port) == ("", 55434, "127.0.0.1", 8000)
+    assert c.api.users == []  # the demo makes a key per run; a real plant lists key hashes
