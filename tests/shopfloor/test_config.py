@@ -89,10 +89,11 @@ def test_a_gateway_config_is_read():
 
 
 def test_the_top_level_shopfloor_toml_is_the_demos_configuration():
+    from shopfloor.demo_config import PATH, render
     from shopfloor.demo_plant import demo_gateway, demo_twin
 
-    root = Path(__file__).resolve().parents[2]
-    c = load(root / "shopfloor.toml")
+    assert PATH.read_text() == render(), "shopfloor.toml is behind the demo: run python -m shopfloor.demo_config"
+    c = load(PATH)
     assert c.gateway == demo_gateway(c.plant)  # the same sources and tags the demo builds for its plant
     assert c.twin == demo_twin()
     assert [m.name for m in c.twin.machines] == ["press1", "press2", "lathe1", "oven1"]
