@@ -111,7 +111,7 @@ class ScheduleController(Controller):
             inst = to_instance(data.problem, data.name or "request")
         except ProblemError as e:
             raise _unprocessable(e.where, e.problem) from None
-        who = caller(request).name
+        who = (await caller(request)).name
         sid = await store.create(conn, data.name, data.problem.origin, data.objective, msgspec.to_builtins(data), who)
         run = _RUNS[sid] = _Run()
         run.task = asyncio.create_task(_run(state, sid, data.problem.origin, inst, data, run))
