@@ -21,6 +21,7 @@ from api.sources import SourceController
 from api.spc import SpcController
 from api.system import SystemController
 from api.tags import TagController
+from api.schedules import DispatchController, ScheduleController
 from api.whatif import WhatIfController
 from api.writeback import WriteController
 from historian.metrics import METRICS
@@ -62,7 +63,8 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
 
     return Litestar(
         route_handlers=[SystemController, TagController, WriteController, SourceController, MachineController,
-                        AlarmController, WhatIfController, SpcController, mes_router, KpiController],
+                        AlarmController, WhatIfController, SpcController, mes_router, KpiController,
+                        ScheduleController, DispatchController],
         exception_handlers=HANDLERS,  # type: ignore[arg-type]
         lifespan=[lifespan],
         after_request=count,
