@@ -86,7 +86,7 @@ class ModbusSource:
     def __init__(self, config: ModbusSourceConfig) -> None:
         self.config = config
         self.name = config.name
-        self.status = SourceStatus(config.name, "modbus")
+        self.status = SourceStatus(config.name, "modbus", tags_total=len(config.tags))
         self.tags = {t.name: t for t in config.tags}
         self.requests: list[ReadRequest] = group(config.tags, config.max_registers_per_request, config.merge_gap)
         """The reads of one poll; a merged read that meets a hole in the device's map is split."""
@@ -118,6 +118,7 @@ class ModbusSource:
                 connected_once = True
                 self._client = client
                 self.status.connected = True
+                self.status.recovered()
                 backoff.reset()
                 log.info("%s: connected to %s:%d", self.name, self.config.host, self.config.port)
                 await self._poll(client, outbox)
@@ -233,6 +234,8 @@ class ModbusSource:
         if not response.isError():
             if self._failing.pop(str(request), None):
                 log.info("%s: %s reads again", self.name, request)
+                for name in request.names:
+                    self.status.tag_live(name)
             values = response.bits if request.table in BIT_TABLES else response.registers
             # Modbus has no timestamps: the time of the answer is the best there is
             return self._decode(request, values[: request.count], time.time_ns() // 1000, outbox)
@@ -252,6 +255,8 @@ class ModbusSource:
             log.warning("%s: %s", self.name, message)
             self._failing[str(request)] = message
         self.status.error(message)
+        for name in request.names:
+            self.status.tag_failed(name, message)
         quality = _EXCEPTION_QUALITY.get(code, Quality.BAD_DEVICE_FAILURE)
         n = len(request.tags)
         return ReadingColumns(list(request.names), [None] * n, [time.time_ns() // 1000] * n, [int(quality)] * n)
