@@ -134,8 +134,13 @@ class SourceStatus:
         self.last_error = message
         self.last_error_at = time.time()
 
+    recovered_from: str = ""
+    """The error the source last recovered from (last_error is cleared on recovery)."""
+
     def recovered(self) -> None:
         """Connected again: the previous connection error no longer describes the source."""
+        if self.last_error:
+            self.recovered_from = self.last_error
         self.last_error = ""
         self.last_error_at = None
 
