@@ -171,3 +171,15 @@ def test_malformed_csv_is_named_by_line_and_column(tmp_path):
     (tmp_path / "bad.csv").write_text("\n".join([lines[0], lines[1], ",".join(cells), lines[3]]) + "\n")
     with pytest.raises(ValueError, match=r"bad.csv: line 3: column 'Air temperature \[K\]': 'nan'"):
         failure.read_table(tmp_path / "bad.csv")
+
+
+def test_fast_auc_and_average_precision_equal_sklearns():
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from analytics.failure import average_precision, roc_auc
+
+    rng = np.random.default_rng(3)
+    y = (rng.random(400) < 0.1).astype(np.int64)
+    p = np.round(rng.random(400) * 0.6 + 0.3 * y, 2)  # rounded: ties included
+    assert roc_auc(p, y) == pytest.approx(roc_auc_score(y, p), abs=1e-12)
+    assert average_precision(p, y) == pytest.approx(average_precision_score(y, p), abs=1e-12)

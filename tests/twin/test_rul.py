@@ -195,3 +195,69 @@ def test_average_onnx_means_members_with_their_own_inputs():
     out = session.run(None, {"features": features, "window": window})[0]
     expected = (features @ wa + window.reshape(5, 4) @ wb) / 2
     np.testing.assert_allclose(out.ravel(), expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("subset", ["FD001", "FD003"])
+def test_full_test_set_scores_as_the_card_says(subset):
+    model = RulModel.load(subset)
+    recorded = model.card.metrics["test"]
+    result = evaluate(subset)  # the full official test_ and RUL_ files
+    assert result["n"] == recorded["n"] == 100
+    assert result["rmse"] == pytest.approx(recorded["rmse"], abs=0.05)
+    assert result["rmse_capped"] == pytest.approx(recorded["rmse_capped"], abs=0.05)
+    assert result["score"] == pytest.approx(recorded["score"], rel=0.01)
+    # the capped convention is the same predictions against min(true, cap)
+    units = read_units(Path(result["test_file"]))
+    true = np.loadtxt(result["rul_file"])
+    pred = model.predict_many([u.data for u in units])
+    assert result["rmse_capped"] == pytest.approx(rmse(pred, np.minimum(true, model.cap)))
+    assert result["score_capped"] == pytest.approx(nasa_score(pred, np.minimum(true, model.cap)))
+    assert result["cap"] == RUL_CAP and result["units_above_cap"] == int(np.sum(true > RUL_CAP))
+    assert "rmse_capped/score_capped against min(true RUL, cap" in result["protocol"]
+
+
+def test_rul_is_null_with_a_reason_until_the_history_is_long_and_in_range():
+    from analytics.cmapss import subset_path
+
+    model = RulModel.load("FD001")
+    unit = read_units(subset_path("FD001", "test"))[0].data
+    assert model.min_history == 20 and set(model.valid_ranges) >= {"setting1", "s2", "s21"}
+    short = model.assess(unit[:5])
+    assert not short.valid and short.value is None and short.reason == "5 of the 20 cycles of history the model needs"
+    assert not model.assess(np.empty((0, 24))).valid
+    good = model.assess(unit)
+    assert good.valid and good.value == pytest.approx(model.predict(unit)) and good.detail["cycles_seen"] == len(unit)
+    hot = unit.copy()
+    hot[25, 3 + 1] = 500.0  # s2 read in the wrong unit at cycle 26
+    bad = model.assess(hot)
+    assert not bad.valid and "input s2 at cycle 26" in bad.reason and "outside the training range" in bad.reason
+
+
+def test_train_reads_no_test_file(tmp_path, monkeypatch):
+    from analytics import rul
+    from analytics.cmapss import subset_path
+
+    full = subset_path("FD001", "train").read_text().splitlines()
+    (tmp_path / "cmapss").mkdir()
+    # twelve units of the training file, and no test_ or RUL_ file beside it
+    (tmp_path / "cmapss" / "train_FD001.txt").write_text("\n".join(r for r in full if int(r.split()[0]) <= 12) + "\n")
+    monkeypatch.setitem(rul.XGB_PARAMS, "FD001", rul.XgbParams(n_estimators=5))
+    card = rul.train("FD001", data_root=tmp_path, out_dir=tmp_path / "models")
+    assert "test" not in card.metrics and card.metrics["cv_n"] > 0
+    assert "training never opens a test file" in card.split and card.inputs["valid_ranges"]["s2"][0] < 643
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["rul_FD001.json", "rul_FD001.onnx"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1 1" + " 0.5" * 23 + "\n", "line 1: 25 fields, expected 26"),
+        ("1 1" + " 0.5" * 23 + " abc\n", "line 1: field 26: 'abc' is not a number"),
+        ("1 1" + " 0.5" * 24 + "\n1 2" + " 0.5" * 23 + " nan\n", "line 2: field 26: 'nan' is not finite"),
+        ("\n\n", "no data lines"),
+    ],
+)
+def test_malformed_c_mapss_lines_are_named(tmp_path, text, message):
+    (tmp_path / "test.txt").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_units(tmp_path / "test.txt")
