@@ -164,11 +164,11 @@ def kernel_section(args: argparse.Namespace) -> dict[str, Any]:
 
 def onnx_section(args: argparse.Namespace) -> dict[str, Any]:
     """RUL inference as the twin serves it (features + onnxruntime), on real C-MAPSS test histories."""
-    from analytics.data import data_root
+    from datasets import dataset_dir
     from twin.rul import RulModel
 
     model = RulModel.load(args.rul_subset)
-    table = np.loadtxt(data_root() / "cmapss" / f"test_{args.rul_subset}.txt")
+    table = np.loadtxt(dataset_dir("cmapss") / f"test_{args.rul_subset}.txt")
     units = [table[table[:, 0] == u][:, 2:26] for u in np.unique(table[:, 0])]
     rng = np.random.default_rng(args.seed)
     # histories cut at random lengths, as a machine's would be at any moment of its life

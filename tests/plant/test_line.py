@@ -55,3 +55,28 @@ def test_speed_setpoint_is_checked():
         assert "500" in str(e)
     else:
         raise AssertionError("500 % accepted")
+
+
+def test_every_machine_of_the_demo_plant_produces_within_its_first_simulated_half_hour():
+    # the demo's four machines: an operator each, so none waits for another to finish a lot
+    line = Line(["press1", "press2", "oven1", "lathe1"], seed=7)
+    line.advance(1800)
+    assert all(m.good_count > 0 for m in line.machines.values()), {n: m.good_count for n, m in line.machines.items()}
+    assert all(m.energy_kwh > 0 for m in line.machines.values())
+
+
+def test_signals_vary_and_are_in_their_units():
+    line = Line(["press1", "lathe1"], seed=5)
+    vibration, temperature, process = set(), [], []
+    for _ in range(600):
+        line.advance(10)
+        press, lathe = line.machines["press1"], line.machines["lathe1"]
+        if press.state == PRODUCING:
+            vibration.add(press.vibration)
+            temperature.append(press.temperature)
+        if lathe.state == PRODUCING:
+            process.append(lathe.process)
+    assert len(vibration) > 20  # bearing RMS window by window, not one constant
+    assert all(0.01 < v < 2.0 for v in vibration)  # g
+    assert all(1380 < t < 1450 for t in temperature)  # C-MAPSS T50 in degrees Rankine, as the model keeps it
+    assert all(290 < air < 310 and 300 < proc < 320 and 1000 < rpm < 3000 for air, proc, rpm, _, _ in process)  # K
