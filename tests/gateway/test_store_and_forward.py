@@ -21,6 +21,7 @@ from historian.registry import TagSpec, register
 from historian.samples import from_us
 from historian.writer import HistorianWriter
 from tests.gateway.dbproxy import CuttableProxy
+from tests.support import wait_until
 
 TAGS = [TagSpec(f"line.t{i}", "machine") for i in range(20)]
 T0_US = 1_795_000_000_000_000  # 2026-11-18, inside the day partitions the writer makes
@@ -30,14 +31,6 @@ def via_proxy(dsn: str, proxy: CuttableProxy) -> str:
     params = conninfo.conninfo_to_dict(dsn)
     params.update(host="127.0.0.1", port=str(proxy.port), connect_timeout="2")
     return conninfo.make_conninfo(**params)  # type: ignore[arg-type]
-
-
-async def wait_until(predicate, timeout: float) -> None:
-    async def loop() -> None:
-        while not predicate():
-            await asyncio.sleep(0.1)
-
-    await asyncio.wait_for(loop(), timeout)
 
 
 async def test_database_away_for_10_s_under_load_every_sample_lands_once(conn, dsn, tmp_path: Path):
@@ -68,11 +61,18 @@ async def test_database_away_for_10_s_under_load_every_sample_lands_once(conn, d
         assert spool.depth > 0
         await proxy.start()
         await produce(2)
-        await wait_until(lambda: spool.depth == 0, 60)
+        await wait_until(lambda: spool.depth == 0, timeout=60, what="the spool to drain after the outage")
         forwarder.cancel()
     count, distinct, total = await _stats(conn)
     assert count == sent and distinct == sent
     assert total == sent * (sent - 1) / 2  # the values 0..sent-1, each exactly once
+    # in order: values rise with the order they were read; one writer connection commits one flush
+    # after another, so a row's inserting transaction (xmin) must not fall as the values rise
+    cur = await conn.execute("SELECT xmin::text::bigint FROM samples ORDER BY value")
+    tx = [x for (x,) in await cur.fetchall()]
+    assert len(set(tx)) > 10, "the backlog went in as too few transactions to say anything about order"
+    out_of_order = sum(1 for a, b in zip(tx, tx[1:]) if b < a)
+    assert out_of_order == 0, f"{out_of_order} samples were committed before older ones"
     await proxy.cut()
 
 
@@ -126,7 +126,7 @@ async def test_gateway_killed_mid_stream_loses_nothing_acknowledged(conn, dsn, t
     spool = Spool(tmp_path / "spool")
     async with HistorianWriter(dsn, HistorianConfig(flush_interval=0.02)) as writer:
         forwarder = asyncio.create_task(forward(spool, writer))
-        await wait_until(lambda: spool.depth == 0, 30)
+        await wait_until(lambda: spool.depth == 0, timeout=30, what="the restarted gateway's spool to drain")
         forwarder.cancel()
     values = await (await conn.execute("SELECT value FROM samples ORDER BY value")).fetchall()
     got = np.array([v for (v,) in values])
