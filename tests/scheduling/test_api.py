@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from litestar.testing import AsyncTestClient
 
@@ -33,14 +31,10 @@ PROBLEM = {"origin": ORIGIN, "machines": ["m1", "m2"],
            "unavailable": [{"machine": "m2", "start": "2026-12-07T06:30:00Z", "end": "2026-12-07T06:40:00Z"}]}
 
 
-PENDING = Path(__file__).resolve().parents[2] / "scheduling" / "pending_sql" / "0014_scheduling.sql"
 
 
 @pytest.fixture
 async def client(conn, dsn):
-    if not await scalar_of(conn, "SELECT to_regclass('schedules') IS NOT NULL"):
-        # sql/0014 waits for 0013 (the migrator refuses gaps): apply the held copy to this test database
-        await conn.execute(PENDING.read_text())
     await conn.execute("INSERT INTO machines (name, line) VALUES ('m1', 'L1'), ('m2', 'L1')")
     async with AsyncTestClient(app=create_app(dsn, api_config(), pool_size=3)) as c:
         c.headers.update(auth("engineer"))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-
 from scheduling import store
 from scheduling.dispatch import dispatch
 from scheduling.model import Alternative, Instance, Job, Operation
@@ -12,7 +10,6 @@ from scheduling.trigger import Debouncer, TriggerConfig, TwinTrigger
 from tests.support import scalar_of
 
 T0 = datetime(2026, 12, 7, 6, 0, tzinfo=timezone.utc)
-PENDING = Path(__file__).resolve().parents[2] / "scheduling" / "pending_sql" / "0014_scheduling.sql"
 
 
 def at(s: float) -> datetime:
@@ -31,8 +28,6 @@ def test_debouncer_ignores_flapping_and_reports_each_change_once():
 
 
 async def test_trigger_adds_a_version_after_the_debounce(conn):
-    if not await scalar_of(conn, "SELECT to_regclass('schedules') IS NOT NULL"):
-        await conn.execute(PENDING.read_text())  # sql/0014 waits for 0013 (the migrator refuses gaps)
     await conn.execute("INSERT INTO machines (name, line) VALUES ('m1', 'L1'), ('m2', 'L1')")
     jobs = [Job(f"WO-{i}", [Operation([Alternative(0, 600), Alternative(1, 900)], "1"),
                             Operation([Alternative(0, 300)], "2")]) for i in range(4)]
