@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Awaitable, Callable
+
+import psycopg
 
 from gateway.config import GatewayConfig, SourceConfig
 from gateway.exception import ExceptionFilter
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 def build_source(config: SourceConfig) -> Source:
     """The adapter for one configured source."""
+    from gateway.camera.config import CameraFolderSourceConfig
     from gateway.modbus.adapter import ModbusSource
     from gateway.modbus.config import ModbusSourceConfig
     from gateway.mqtt.adapter import MqttSource
@@ -38,6 +41,10 @@ def build_source(config: SourceConfig) -> Source:
         return ModbusSource(config)
     if isinstance(config, MqttSourceConfig):
         return MqttSource(config)
+    if isinstance(config, CameraFolderSourceConfig):
+        from gateway.camera.adapter import CameraFolderSource
+
+        return CameraFolderSource(config)
     return OpcUaSource(config)
 
 
@@ -77,8 +84,10 @@ class Gateway:
         self.sources: list[Source] = [build_source(s) for s in config.sources]
         for src, cfg in zip(self.sources, config.sources):
             src.status.tags_total = len(source_tags(cfg))
+        self.collecting = asyncio.Event()
+        """Set once the sources run (and spool), whether or not the database answers."""
         self.ready = asyncio.Event()
-        """Set once the tags are registered and every task has started."""
+        """Set once the tags are registered and the spool is being forwarded to the historian."""
 
     async def register_tags(self) -> None:
         """Create or update every configured tag in the historian's registry."""
@@ -92,13 +101,36 @@ class Gateway:
             await conn.close()
 
     async def run(self) -> None:
-        """Register tags, then run sources, forwarder, status and write-back until cancelled."""
-        await self.register_tags()
+        """Run sources, status and write-back at once, and the historian side as soon as the database answers.
+
+        The sources spool from the first second even with the database away (after a reboot in
+        an outage): tag registration and the writer's first connection are retried in the
+        background, and what was spooled meanwhile is forwarded once they succeed.
+        """
         export_spool_metrics(self.spool)
         owners = {t.name: src for src, cfg in zip(self.sources, self.config.sources)
                   for t in source_tags(cfg) if t.writable}
-        async with HistorianWriter(self.dsn, self.historian) as writer:
-            await writer.reload_registry()
+        try:
+            async with asyncio.TaskGroup() as group:
+                for src, cfg in zip(self.sources, self.config.sources):
+                    sink = SpoolSink(self.spool, src.status, ExceptionFilter(source_tags(cfg)))
+                    group.create_task(src.run(sink), name=f"source:{src.name}")
+                group.create_task(publish_status(self.dsn, [s.status for s in self.sources], self.spool,
+                                                 every=self.config.status_interval), name="status")
+                if owners:
+                    group.create_task(serve_writes(self.dsn, owners), name="write-back")
+                self.collecting.set()
+                group.create_task(self._historian(), name="historian")
+        finally:
+            self.spool.close()
+
+    async def _historian(self) -> None:
+        """Register the tags and forward the spool, waiting for the database as long as it takes."""
+        await _until_reachable(self.register_tags, "registering tags")
+        writer = HistorianWriter(self.dsn, self.historian)
+        await _until_reachable(writer.start, "connecting the historian writer")
+        try:
+            await _until_reachable(writer.reload_registry, "reading the tag registry")
 
             async def register_unknown(names: set[str]) -> None:
                 # tags a source learned at run time (Sparkplug births) join the registry before their data
@@ -112,16 +144,21 @@ class Gateway:
                         await conn.close()
                     await writer.reload_registry()
 
-            try:
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(forward(self.spool, writer, register_unknown, self.tap), name="forwarder")
-                    for src, cfg in zip(self.sources, self.config.sources):
-                        sink = SpoolSink(self.spool, src.status, ExceptionFilter(source_tags(cfg)))
-                        group.create_task(src.run(sink), name=f"source:{src.name}")
-                    group.create_task(publish_status(self.dsn, [s.status for s in self.sources], self.spool,
-                                                     every=self.config.status_interval), name="status")
-                    if owners:
-                        group.create_task(serve_writes(self.dsn, owners), name="write-back")
-                    self.ready.set()
-            finally:
-                self.spool.close()
+            self.ready.set()
+            await forward(self.spool, writer, register_unknown, self.tap)
+        finally:
+            await writer.close()
+
+
+async def _until_reachable(step: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run a database step, retrying with backoff (0.2 s doubling to 5 s) while the database is away."""
+    delay = 0.2
+    while True:
+        try:
+            await step()
+            return
+        except (psycopg.OperationalError, OSError) as e:
+            log.warning("database unreachable; retrying", extra={"action": "db_retry", "step": what,
+                                                                 "error": str(e), "retry_in": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
