@@ -48,6 +48,13 @@ class _Api(uvicorn.Server):
         yield
 
 
+async def _serve_api(api: _Api) -> None:
+    try:
+        await api.serve()
+    except SystemExit as e:  # uvicorn exits the process when it cannot start; the demo stops its parts instead
+        raise RuntimeError(f"the API server could not start (exit status {e.code}; see above)") from None
+
+
 def _reachable(host: str, port: int) -> bool:
     with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1.0):
         return True
@@ -75,6 +82,9 @@ async def run(config: Config) -> None:
     state = default_state_dir()
     server: EmbeddedPostgres | None = None
     stopped: list[str] = []
+    if _reachable(config.api.host, config.api.port):
+        raise DemoFailed(f"{config.api.host}:{config.api.port} is taken by another program; set api.port in "
+                         "shopfloor.toml")
     try:
         dsn = config.historian.dsn
         if not dsn:
@@ -85,6 +95,11 @@ async def run(config: Config) -> None:
             return
         await _prepare(dsn, config)
         await _serve(config, dsn, state, stop, stopped)
+    except DemoFailed:
+        raise
+    except Exception as e:  # a crash while starting: stop what runs, then say what went wrong in one line
+        log.debug("demo failed", exc_info=True)
+        raise DemoFailed(f"{type(e).__name__}: {e}") from e
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
@@ -125,7 +140,7 @@ async def _serve(config: Config, dsn: str, state, stop: asyncio.Event, stopped: 
             "gateway": asyncio.create_task(gateway.run(), name="gateway"),
             "twin": asyncio.create_task(twin.run(), name="twin"),
             "maintenance": asyncio.create_task(run_maintenance(dsn, config.historian), name="maintenance"),
-            "API": asyncio.create_task(api.serve(), name="api"),
+            "API": asyncio.create_task(_serve_api(api), name="api"),
         }
         meters = asyncio.create_task(seed_energy_meters(dsn, ENERGY_TAGS))
         stopping = asyncio.create_task(stop.wait())

@@ -148,3 +148,18 @@ def test_demo_makes_parts_and_kpis_within_30s_and_stops_everything_it_started(st
     assert proc.returncode == 0 and "migrations applied" not in out, out
     assert "embedded PostgreSQL" in out.splitlines()[-1], out
     assert processes_using(pg_data) == []
+
+
+def test_a_demo_that_cannot_start_says_why_in_one_line_and_leaves_nothing_running(state_dir: Path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = state_dir / "shopfloor.toml"
+        config.write_text(f"[historian]\nembedded_port = {free_port()}\n[api]\nport = {port}\n")
+        proc = start_demo(config, state_dir)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 1, out
+    assert out.strip().splitlines()[-1] == (f"shopfloor demo: stopped after a failure: 127.0.0.1:{port} is taken by "
+                                            "another program; set api.port in shopfloor.toml"), out
+    assert "Traceback" not in out and processes_using(state_dir) == []
