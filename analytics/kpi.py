@@ -12,6 +12,8 @@ from historian.errors import InvalidParameterError
 from historian.query import check_range
 
 GROUPS = ("shift", "day")
+MAX_DAYS = 3660
+"""Buckets (UTC days) one grouped query may ask for: ten years."""
 _QUERIES = {
     "machine": "SELECT * FROM kpi_machine(%s, %s, %s, %s)",
     "line": "SELECT * FROM kpi_line(%s, %s, %s, %s)",
@@ -86,6 +88,8 @@ async def kpis(
     check_range(start, end)
     if group is not None and group not in GROUPS:
         raise InvalidParameterError("group", f"must be shift or day, not {group!r}")
+    if group is not None and (end - start).days > MAX_DAYS:
+        raise InvalidParameterError("end", f"grouped by {group}, a range may span at most {MAX_DAYS} days")
     kind, name = ("machine", machine) if machine is not None else ("line", line or "")
     async with conn.cursor(row_factory=kwargs_row(KpiRow)) as cur:
         try:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-from litestar import Litestar, Response
+from litestar import Litestar
+from litestar.config.allowed_hosts import AllowedHostsConfig
+from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from psycopg_pool import AsyncConnectionPool
@@ -13,10 +15,13 @@ from psycopg_pool import AsyncConnectionPool
 from api.auth import SCHEME
 from api.config import ApiConfig
 from api.errors import HANDLERS
+from api.failures import HANDLERS as FAILURES
+from api.inputs import check_request
 from api.keys import KeyStore
 from api.kpi import KpiController
 from api.machines import AlarmController, MachineController
 from api.mes import mes_router
+from api.observe import observe
 from api.sources import SourceController
 from api.spc import SpcController
 from api.system import SystemController
@@ -24,13 +29,14 @@ from api.tags import TagController
 from api.schedules import DispatchController, ScheduleController
 from api.whatif import WhatIfController
 from api.writeback import WriteController
-from historian.metrics import METRICS
 
-_requests = METRICS.counter("shopfloor_http_requests_total", "HTTP requests answered, by status")
+def _configure(statement_timeout: float):  # type: ignore[no-untyped-def]
+    async def configure(conn) -> None:  # type: ignore[no-untyped-def]
+        await conn.execute("SET TIME ZONE 'UTC'")
+        # bounded work: no statement of a request runs longer than this
+        await conn.execute(f"SET statement_timeout = {int(statement_timeout * 1000)}")
 
-
-async def _configure(conn) -> None:  # type: ignore[no-untyped-def]
-    await conn.execute("SET TIME ZONE 'UTC'")
+    return configure
 
 
 _SECURITY = Components(security_schemes={
@@ -46,7 +52,8 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        pool = AsyncConnectionPool(dsn, min_size=1, max_size=pool_size, open=False, configure=_configure,
+        pool = AsyncConnectionPool(dsn, min_size=1, max_size=pool_size, open=False,
+                                   configure=_configure(api_config.statement_timeout), timeout=api_config.pool_timeout,
                                    kwargs={"application_name": "shopfloor-api", "autocommit": True})
         await pool.open(wait=False)
         app.state.pool = pool
@@ -57,18 +64,21 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
         finally:
             await pool.close()
 
-    async def count(response: Response) -> Response:
-        _requests.inc(status=str(response.status_code))
-        return response
-
-    return Litestar(
+    app = Litestar(
         route_handlers=[SystemController, TagController, WriteController, SourceController, MachineController,
                         AlarmController, WhatIfController, SpcController, mes_router, KpiController,
                         ScheduleController, DispatchController],
-        exception_handlers=HANDLERS,  # type: ignore[arg-type]
+        exception_handlers={**FAILURES, **HANDLERS},  # type: ignore[arg-type]
         lifespan=[lifespan],
-        after_request=count,
+        before_request=check_request,
+        request_max_body_size=api_config.max_body,
+        cors_config=CORSConfig(allow_origins=api_config.cors_origins, allow_credentials=False,
+                               allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID"],
+                               expose_headers=["X-Request-ID", "Retry-After"]) if api_config.cors_origins else None,
+        allowed_hosts=AllowedHostsConfig(allowed_hosts=api_config.trusted_hosts) if api_config.trusted_hosts else None,
         logging_config=None,  # logging is the process's to set up, quiet by default
         openapi_config=OpenAPIConfig(title="Shopfloor", version="0.1.0", path="/schema", components=_SECURITY,
                                      security=[{SCHEME: []}]),
     )
+    app.asgi_handler = observe(app.asgi_handler)
+    return app

@@ -27,6 +27,8 @@ from historian.query import resolve
 from historian.samples import from_us
 
 FORMATS = ("json", "png", "svg")
+MAX_POINTS = 100_000
+"""Plotted points (subgroups) one chart answers at most; more is refused with 400 naming `subgroup`."""
 _MEDIA = {"png": "image/png", "svg": "image/svg+xml"}
 
 
@@ -261,6 +263,9 @@ class SpcController(Controller):
             raise InvalidParameterError("format", f"{format!r} is not one of {', '.join(FORMATS)}")
         q = build.ChartQuery(tag, chart, start, end, subgroup, machine, n, lam, L, k, h, rules)
         result = await build.run(conn, q)
+        if result.chart.x.shape[0] > MAX_POINTS:
+            raise InvalidParameterError("subgroup", f"{result.chart.x.shape[0]} points; at most {MAX_POINTS} per "
+                                                    "chart: give a larger subgroup or a shorter range")
         if format == "json":
             return Response(_answer(result, q, result.spec.tag.unit))
         title = f"{result.spec.tag.name} {chart} ({'frozen' if result.frozen else 'estimated'} limits)"

@@ -8,6 +8,7 @@ from litestar.datastructures import State
 from litestar.status_codes import HTTP_200_OK, HTTP_503_SERVICE_UNAVAILABLE
 
 from api.auth import metrics_guard
+from api.observe import pool_gauges
 from historian.db import backend
 from historian.metrics import METRICS
 
@@ -32,6 +33,7 @@ class SystemController(Controller):
             )
 
     @get("/metrics", summary="Prometheus metrics", media_type=MediaType.TEXT, guards=[metrics_guard])
-    async def metrics(self) -> str:
-        """Every counter and gauge of this process in the Prometheus text format."""
+    async def metrics(self, state: State) -> str:
+        """Every counter, gauge and histogram of this process in the Prometheus text format."""
+        pool_gauges(state.pool)
         return METRICS.render()

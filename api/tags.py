@@ -144,7 +144,10 @@ class TagController(Controller):
             tag = await query.resolve(conn, name)
             points = await query.raw(conn, name, start, end, limit)
             return SamplesOut(tag.name, tag.unit, start, end, tag.table, points=[_point(p) for p in points])  # type: ignore[misc]
-        width = query.parse_interval(bucket, "bucket")
+        try:
+            width = query.parse_interval(bucket, "bucket")
+        except OverflowError:
+            raise InvalidParameterError("bucket", f"{bucket!r} is longer than any range") from None
         result = await query.aggregate(conn, name, start, end, width, agg)
         buckets = [BucketOut(b.ts, _value(b.value), b.count) for b in result.buckets]  # type: ignore[arg-type]
         return SamplesOut(

@@ -1,4 +1,4 @@
-"""Counters and gauges, rendered in the Prometheus text format by the API's /metrics."""
+"""Counters, gauges and histograms, rendered in the Prometheus text format by the API's /metrics."""
 
 from __future__ import annotations
 
@@ -78,6 +78,41 @@ class Gauge(Metric):
         return super().render()
 
 
+class Histogram(Metric):
+    """Observations counted into cumulative buckets, with their sum and count (Prometheus histogram)."""
+
+    BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+    def __init__(self, name: str, help: str) -> None:
+        super().__init__(name, help, "histogram")
+        self._obs: dict[tuple[tuple[str, str], ...], list[float]] = {}  # bucket counts..., sum, count
+
+    def observe(self, value: float, **labels: str) -> None:
+        """Count one observation for these labels."""
+        key = self._key(labels)
+        with self._lock:
+            row = self._obs.setdefault(key, [0.0] * (len(self.BUCKETS) + 2))
+            for i, bound in enumerate(self.BUCKETS):
+                if value <= bound:
+                    row[i] += 1
+            row[-2] += value
+            row[-1] += 1
+
+    def render(self) -> list[str]:
+        """_bucket, _sum and _count lines per label set."""
+        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
+        with self._lock:
+            items = [(k, list(v)) for k, v in self._obs.items()]
+        for key, row in items:
+            labels = dict(key)
+            for bound, n in zip(self.BUCKETS, row):
+                lines.append(f"{self.name}_bucket{_labels({**labels, 'le': repr(bound)})} {n:.17g}")
+            lines.append(f"{self.name}_bucket{_labels({**labels, 'le': '+Inf'})} {row[-1]:.17g}")
+            lines.append(f"{self.name}_sum{_labels(labels)} {row[-2]:.17g}")
+            lines.append(f"{self.name}_count{_labels(labels)} {row[-1]:.17g}")
+        return lines
+
+
 class MetricsRegistry:
     """The metrics of one process; get-or-create by name so components can share it."""
 
@@ -92,6 +127,10 @@ class MetricsRegistry:
     def gauge(self, name: str, help: str, read: Callable[[], float] | None = None) -> Gauge:
         """The gauge of this name, created on first use."""
         return self._get(name, lambda: Gauge(name, help, read), Gauge)
+
+    def histogram(self, name: str, help: str) -> Histogram:
+        """The histogram of this name, created on first use."""
+        return self._get(name, lambda: Histogram(name, help), Histogram)
 
     def _get(self, name: str, make: Callable[[], Metric], kind: type) -> Metric:  # type: ignore[type-arg]
         with self._lock:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from shopfloor import data_fetch, models_cli
 from scheduling import cli as scheduling_cli
+from shopfloor import api_cli
 from shopfloor.config import Config, ConfigError, load
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -52,12 +53,10 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    """Serve the API over an existing historian."""
-    import uvicorn
-
+    """Serve the API over an existing historian, as [api] says (keys, TLS, timeouts, limits)."""
     from api.app import create_app
 
-    uvicorn.run(create_app(_dsn(args, config)), host=config.api.host, port=config.api.port, log_level="warning")
+    api_cli.serve(create_app(_dsn(args, config), config.api), config.api)
     return 0
 
 
@@ -185,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     services = sub.add_parser("services", help=cmd_services.__doc__)
     services.add_argument("action", choices=["up", "down", "status"])
     services.set_defaults(func=cmd_services)
+    api_cli.add_commands(sub, _dsn)  # keys create|list|revoke|hash
+    api_cli.frame(parser)  # options after the subcommand, --version
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -194,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         config = _config(args)
-        return int(args.func(args, config))
+        return api_cli.run_guarded(lambda: int(args.func(args, config)))
     except ConfigError as e:
         print(f"shopfloor: config error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from litestar.params import JSONBody, QueryParameter
 from api.auth import requires
 from api.mes.lookup import id_of
 from api.mes.shifts import check_window
-from api.mes.types import Code, Timestamp
+from api.mes.types import Code, Text, Timestamp
 
 
 class DowntimeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -24,7 +24,7 @@ class DowntimeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     kind: Literal["maintenance", "planned_stop", "break", "no_orders"]
     start: Timestamp
     end: Timestamp
-    reason: str = ""
+    reason: Text = ""
 
 
 class DowntimeOut(msgspec.Struct):

@@ -14,7 +14,7 @@ from litestar.di import NamedDependency
 from api.auth import requires
 from api.mes.errors import UnknownEntityError, refusals
 from api.mes.lookup import id_of
-from api.mes.types import Code, Quantity
+from api.mes.types import Code, Quantity, Text
 from historian.errors import InvalidParameterError
 
 LotStatus = Literal["planned", "available", "in_process", "consumed", "finished", "quarantined", "scrapped"]
@@ -24,8 +24,8 @@ class ItemIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A material: raw, intermediate or finished."""
 
     code: Code
-    description: str = ""
-    unit: str = "pcs"
+    description: Text = ""
+    unit: Code = "pcs"
 
 
 class ItemOut(msgspec.Struct):
@@ -42,7 +42,7 @@ class LotIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     id: Code
     item: Code
     quantity: Quantity
-    unit: str | None = None
+    unit: Code | None = None
     status: LotStatus = "available"
 
 

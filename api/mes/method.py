@@ -14,7 +14,7 @@ from litestar.params import JSONBody, QueryParameter
 from api.auth import requires
 from api.mes.errors import refusals
 from api.mes.lookup import id_of, optional_id
-from api.mes.types import Code, Positive, Quantity
+from api.mes.types import Code, Positive, Quantity, Text, Version
 from historian.errors import InvalidParameterError
 
 
@@ -22,8 +22,8 @@ class ProductIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A product, optionally the item its finished lots are."""
 
     code: Code
-    item: str | None = None
-    description: str = ""
+    item: Code | None = None
+    description: Text = ""
 
 
 class ProductOut(msgspec.Struct):
@@ -37,7 +37,7 @@ class ProductOut(msgspec.Struct):
 class RoutingOperationIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """One step of a routing: its planned times and the machines that may run it."""
 
-    seq: Annotated[int, msgspec.Meta(gt=0)]
+    seq: Version
     name: str
     cycle_s: Positive
     """ISO 22400 PRI: planned runtime per item"""
@@ -50,7 +50,7 @@ class RoutingIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     product: Code
     operations: list[RoutingOperationIn]
-    version: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    version: Version | None = None
     """default: one past the product's newest"""
     active: bool = True
 

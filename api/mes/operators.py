@@ -12,7 +12,7 @@ from litestar.params import JSONBody
 
 from api.auth import requires
 from api.mes.errors import refusals
-from api.mes.types import Code
+from api.mes.types import Code, Text
 
 
 class SkillIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -26,7 +26,7 @@ class OperatorIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """An operator known by badge."""
 
     badge: Code
-    name: str = ""
+    name: Text = ""
     skills: list[SkillIn] = []
 
 

@@ -15,7 +15,7 @@ from litestar.status_codes import HTTP_200_OK
 from api.auth import requires
 from api.mes import order_flow
 from api.mes.errors import UnknownEntityError
-from api.mes.types import Code, Positive, Quantity, Timestamp
+from api.mes.types import Code, Int4, Positive, Quantity, Text, Timestamp
 from historian.errors import InvalidParameterError
 
 
@@ -26,7 +26,7 @@ class OrderIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     product: Code
     quantity: Positive
     due: Timestamp | None = None
-    priority: int = 0
+    priority: Int4 = 0
 
 
 class StartIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -57,10 +57,10 @@ class ReportIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     rework: Quantity = 0.0
     first_pass_good: Quantity | None = None
     """good the first time through; absent: all good were"""
-    reported_by: str = ""
+    reported_by: Text = ""
     at: Timestamp | None = None
     consumed: list[ConsumedIn] = []
-    produced: str | None = None
+    produced: Code | None = None
     """the lot the good parts went into"""
 
 

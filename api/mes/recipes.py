@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from api.auth import requires
 from api.mes.errors import ConflictError, UnknownEntityError, refusals
 from api.mes.lookup import id_of, optional_id
-from api.mes.types import Code, Timestamp
+from api.mes.types import Code, Timestamp, Version
 from historian.errors import InvalidParameterError
 
 
@@ -24,9 +24,9 @@ class RecipeIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     name: Code
     parameters: dict[str, Any] = {}
-    version: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    version: Version | None = None
     """default: one past the recipe's newest"""
-    product: str | None = None
+    product: Code | None = None
 
 
 class RecipeOut(msgspec.Struct):
@@ -43,7 +43,7 @@ class ActivationIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Run a recipe version on a machine from a time on."""
 
     recipe: Code
-    version: Annotated[int, msgspec.Meta(gt=0)] | None = None
+    version: Version | None = None
     """default: the newest"""
     at: Timestamp | None = None
     """default: now"""

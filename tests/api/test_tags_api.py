@@ -100,7 +100,7 @@ async def test_health_metrics_and_openapi(client):
     r = await client.get("/metrics")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert "# TYPE shopfloor_historian_rows_written_total counter" in r.text
-    assert 'shopfloor_http_requests_total{status="200"}' in r.text
+    assert 'shopfloor_http_responses_total{method="GET",route="/health",status="200"}' in r.text
     r = await client.get("/schema/openapi.json")
     paths = r.json()["paths"]
     assert "/api/v1/tags/{name}/samples" in paths and "/health" in paths
