@@ -7,14 +7,18 @@ import msgspec
 import pytest
 import httpx
 import uvicorn
+from litestar.testing import AsyncTestClient
 
 from api.app import create_app
 from api.config import ApiConfig, ApiUser
 from gateway.config import GatewayConfig
 from gateway.service import Gateway
 from historian.config import HistorianConfig
+from historian.registry import TagSpec, register
 from plant.modbus_server import ModbusPlant
+from tests.api_keys import api_config, auth
 from tests.historian.helpers import scalar
+from tests.support import wait_for_sql, wait_until
 
 OPERATOR = ApiUser(name="olga", key="operator-key-0123456789", role="operator")
 VIEWER = ApiUser(name="vic", key="viewer-key-0123456789ab", role="viewer")
@@ -55,8 +59,7 @@ async def running(conn, dsn, tmp_path: Path):
         api = create_app(dsn, ApiConfig(users=[OPERATOR, VIEWER], write_timeout=5.0), pool_size=2)
         server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=0, log_level="warning"))
         serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: server.started, timeout=15, what="the API server to start")
         port = server.servers[0].sockets[0].getsockname()[1]
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
             yield plant, gw, client
@@ -65,14 +68,6 @@ async def running(conn, dsn, tmp_path: Path):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await asyncio.wait_for(task, 10)  # the gateway stops when asked, promptly
-
-
-async def wait_for_sql(conn, sql: str, expected, timeout: float = 15.0) -> None:
-    async def loop():
-        while await scalar(conn, sql) != expected:
-            await asyncio.sleep(0.1)
-
-    await asyncio.wait_for(loop(), timeout)
 
 
 async def test_device_values_reach_the_historian_with_gateway_timestamps(running, conn):
@@ -90,8 +85,10 @@ async def test_deadband_keeps_small_moves_out(running, conn):
     plant.set("meter.voltage", 400.0)
     await wait_for_sql(conn, "SELECT count(*) > 0 FROM samples_named WHERE tag = 'meter.voltage'", True)
     for v in (401.0, 402.0, 403.0):  # inside the 5 V deadband
+        polls = plant.function_codes[4]
         plant.set("meter.voltage", v)
-        await asyncio.sleep(0.3)
+        # read by the gateway (two polls of the input registers since), and kept out
+        await wait_until(lambda: plant.function_codes[4] >= polls + 2, timeout=10, what=f"the gateway to poll {v} V")
     plant.set("meter.voltage", 410.0)
     await wait_for_sql(conn, "SELECT count(*) > 0 FROM samples_named WHERE tag = 'meter.voltage' AND value = 410", True)
     cur = await conn.execute("SELECT value FROM samples_named WHERE tag = 'meter.voltage' ORDER BY ts")
@@ -140,3 +137,32 @@ async def test_write_back_over_http_with_roles_and_audit(running, conn):
         ("lathe.run", False, "olga", "operator", "done"),
         ("lathe.temperature", 99, "olga", "operator", "refused"),
     ]
+
+
+async def test_write_back_failed_at_the_device_answers_502(running, conn):
+    plant, _, client = running
+    before = plant.get("machine.speed_setpoint")
+    plant.fail("holding", 101)  # the device answers the write with exception 4 (server device failure)
+    try:
+        r = await client.post("/api/v1/tags/lathe.speed_setpoint/write", json={"value": 1234},
+                              headers={"X-API-Key": OPERATOR.key})
+    finally:
+        plant.recover()
+    assert r.status_code == 502, r.text
+    body = r.json()
+    assert body["status"] == "failed" and body["detail"]
+    assert plant.get("machine.speed_setpoint") == before
+    cur = await conn.execute("SELECT status, detail FROM write_audit WHERE tag = 'lathe.speed_setpoint'")
+    assert await cur.fetchall() == [("failed", body["detail"])]
+
+
+async def test_write_back_with_no_gateway_answers_504_and_withdraws_the_request(conn, dsn):
+    await register(conn, [TagSpec("press.setpoint", "method", writable=True)])
+    app = create_app(dsn, api_config(write_timeout=0.5), pool_size=2)
+    async with AsyncTestClient(app=app) as client:
+        r = await client.post("/api/v1/tags/press.setpoint/write", json={"value": 5}, headers=auth("operator"))
+    assert r.status_code == 504, r.text
+    assert r.json()["status"] == "timeout" and "no gateway carried it out within 0.5 s" in r.json()["detail"]
+    # withdrawn: a gateway starting later must not carry out a write the caller was told timed out
+    cur = await conn.execute("SELECT status FROM write_requests")
+    assert await cur.fetchall() == [("failed",)]
