@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any
 
@@ -16,7 +17,7 @@ from psycopg.types.json import Jsonb
 
 from api.auth import caller, requires
 from api.deps import provide_conn
-from historian.errors import UnknownTagError
+from historian.errors import InvalidParameterError, UnknownTagError
 
 CHANNEL = "shopfloor_write"
 
@@ -52,11 +53,12 @@ class WriteController(Controller):
     ) -> Response[WriteOut]:
         """Queue the write, wake the gateway, and wait for it to report done, failed or refused."""
         user = await caller(request)
-        cur = await conn.execute("SELECT id, writable FROM tags WHERE name = %s", (name,))
+        cur = await conn.execute("SELECT id, writable, data_type FROM tags WHERE name = %s", (name,))
         row = await cur.fetchone()
         if row is None:
             raise UnknownTagError(name)
-        tag_id, writable = row
+        tag_id, writable, data_type = row
+        check_value(data.value, data_type)  # before the device sees it
         status = "pending" if writable else "refused"
         detail = "" if writable else f"tag {name!r} is not writable"
         cur = await conn.execute(
@@ -74,6 +76,22 @@ class WriteController(Controller):
             status, HTTP_504_GATEWAY_TIMEOUT
         )
         return Response(WriteOut(request_id, name, data.value, status, detail), status_code=code)
+
+
+_INT8 = 2**63 - 1
+
+
+def check_value(value: float | int | bool | str, data_type: str) -> None:
+    """400 naming `value` when it does not fit the tag's type (a word to a float tag, 1.5 to an int tag, ...)."""
+    ok = {
+        "float": isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
+        "int": (isinstance(value, int) and not isinstance(value, bool) and abs(value) <= _INT8)
+        or (isinstance(value, float) and value.is_integer() and abs(value) <= _INT8),
+        "bool": isinstance(value, bool),
+        "text": isinstance(value, str) and len(value) <= 4000,
+    }.get(data_type, True)
+    if not ok:
+        raise InvalidParameterError("value", f"{value!r} does not fit this tag's type {data_type}")
 
 
 async def _outcome(conn: psycopg.AsyncConnection, request_id: int, timeout: float) -> tuple[str, str]:

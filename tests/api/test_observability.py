@@ -87,3 +87,11 @@ async def test_statement_timeout_is_503_naming_it(conn, dsn):
                                                 "end": "2030-01-01T00:00:00Z"}, headers=auth("viewer"))
     assert r.status_code == 503, r.text
     assert "statement_timeout" in r.json()["detail"] and r.headers["retry-after"]
+
+
+async def test_write_back_checks_the_value_against_the_tag_type_before_the_device(app_client, conn):
+    _, client = app_client
+    await conn.execute("UPDATE tags SET writable = true WHERE name = 'press1.temperature'")
+    r = await client.post("/api/v1/tags/press1.temperature/write", json={"value": "fast"}, headers=auth("operator"))
+    assert r.status_code == 400 and r.json()["parameter"] == "value"
+    assert await scalar(conn, "SELECT count(*) FROM write_requests") == 0
