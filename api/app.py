@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import AsyncIterator
 
 from litestar import Litestar
 from litestar.config.allowed_hosts import AllowedHostsConfig
 from litestar.config.cors import CORSConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
 from psycopg_pool import AsyncConnectionPool
 
 from api.auth import SCHEME
@@ -39,6 +42,12 @@ def _configure(statement_timeout: float):  # type: ignore[no-untyped-def]
     return configure
 
 
+_ASSETS = Path(__file__).resolve().parent / "docs_assets"  # from npm's swagger-ui-dist and redoc: no CDN
+_DOCS = [
+    SwaggerRenderPlugin(js_url="/schema/assets/swagger-ui-bundle.js", css_url="/schema/assets/swagger-ui.css",
+                        standalone_preset_js_url="/schema/assets/swagger-ui-standalone-preset.js"),
+    RedocRenderPlugin(js_url="/schema/assets/redoc.standalone.js", google_fonts=False),
+]
 _SECURITY = Components(security_schemes={
     SCHEME: SecurityScheme(type="http", scheme="bearer", description="an API key: `Authorization: Bearer <key>` "
                            "(or `X-API-Key: <key>`); 401 without a known key, 403 when its role is too low"),
@@ -65,7 +74,8 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
             await pool.close()
 
     app = Litestar(
-        route_handlers=[SystemController, TagController, WriteController, SourceController, MachineController,
+        route_handlers=[create_static_files_router("/schema/assets", [_ASSETS], include_in_schema=False),
+                        SystemController, TagController, WriteController, SourceController, MachineController,
                         AlarmController, WhatIfController, SpcController, mes_router, KpiController,
                         ScheduleController, DispatchController],
         exception_handlers={**FAILURES, **HANDLERS},  # type: ignore[arg-type]
@@ -78,7 +88,7 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
         allowed_hosts=AllowedHostsConfig(allowed_hosts=api_config.trusted_hosts) if api_config.trusted_hosts else None,
         logging_config=None,  # logging is the process's to set up, quiet by default
         openapi_config=OpenAPIConfig(title="Shopfloor", version="0.1.0", path="/schema", components=_SECURITY,
-                                     security=[{SCHEME: []}]),
+                                     security=[{SCHEME: []}], render_plugins=_DOCS),
     )
     app.asgi_handler = observe(app.asgi_handler)
     return app

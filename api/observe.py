@@ -33,7 +33,7 @@ _HEADERS = [
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 # the docs pages run their own (local) scripts and styles, nothing from elsewhere
 _DOCS_CSP = (b"default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-             b"img-src 'self' data:; frame-ancestors 'none'")
+             b"worker-src blob:; img-src 'self' data:; frame-ancestors 'none'")
 
 
 class RequestIdFilter(logging.Filter):

@@ -100,3 +100,15 @@ async def test_database_keys_work_expire_and_revoke_without_restart(client, conn
         await keys.revoke(conn, "mes-line-1")
     expired = await keys.create(conn, "old", "viewer", __import__("datetime").datetime(2000, 1, 1, tzinfo=__import__("datetime").timezone.utc))
     assert (await client.get("/api/v1/tags", headers={"X-API-Key": expired})).status_code == 401
+
+
+async def test_docs_pages_load_nothing_from_elsewhere(client):
+    import re
+
+    for page in ("/schema/swagger", "/schema/redoc"):
+        r = await client.get(page)
+        assert r.status_code == 200
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert urls and all(u.startswith("/schema/assets/") for u in urls), urls
+        for u in urls:
+            assert (await client.get(u)).status_code == 200, u
