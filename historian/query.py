@@ -186,7 +186,10 @@ async def aggregate(
         count = "count(*)"
         where = f"tag_id = %s AND ts >= %s AND ts < %s AND {_USABLE}"
     else:
-        await conn.execute("SELECT refresh_rollups()")  # exact answers: fold in what came since
+        # exact answers: fold in what came since, but only when something came for this tag and range
+        # (a refresh serialises on a lock; clean ranges, the usual case for dashboards, skip it)
+        await conn.execute("SELECT refresh_rollups() WHERE EXISTS (SELECT 1 FROM rollup_dirty WHERE %s = ANY(tag_ids) "
+                           "AND lo < %s AND hi >= %s)", (tag.id, end, start))
         time_col, expr = "bucket", _FROM_ROLLUP[agg]
         count = "sum(count)"
         where = "tag_id = %s AND bucket >= %s AND bucket < %s"
