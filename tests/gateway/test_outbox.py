@@ -8,6 +8,7 @@ import time
 from gateway.outbox import Outbox
 from gateway.source import Reading, ReadingColumns, SourceStatus
 from gateway.testing import MemorySink
+from tests.support import wait_until
 
 
 class SlowSink(MemorySink):
@@ -53,10 +54,10 @@ async def test_readings_without_a_device_time_are_stamped_when_put():
     before = time.time_ns() // 1000
     outbox.put(Reading("a", 1))
     outbox.put_many([Reading("b", 2), Reading("c", 3, 123)])
-    await asyncio.sleep(0.01)
+    after_put = time.time_ns() // 1000
     await outbox.flush()
     stamps = {r.tag: r.source_ts for r in sink.readings}
-    assert before <= stamps["a"] <= stamps["b"] <= time.time_ns() // 1000
+    assert before <= stamps["a"] <= stamps["b"] <= after_put  # stamped when put, not when flushed
     assert stamps["c"] == 123  # the device's own time is kept
 
 
@@ -75,20 +76,28 @@ async def test_columns_and_single_readings_keep_their_order_and_the_oldest_go_fi
 
 async def test_a_fast_source_makes_a_record_per_batch_not_one_per_publish():
     sizes: list[int] = []
+    started: list[float] = []
+    loop = asyncio.get_running_loop()
 
     class CountingSink(SlowSink):
         async def publish(self, readings):  # type: ignore[no-untyped-def]
             sizes.append(len(readings))
+            started.append(loop.time())
             await super().publish(readings)
 
-    outbox = Outbox(CountingSink(), SourceStatus("s", "test"), batch_size=100, batch_interval=0.5, max_pending=10_000)
+    interval = 0.5
+    outbox = Outbox(CountingSink(), SourceStatus("s", "test"), batch_size=100, batch_interval=interval,
+                    max_pending=10_000)
     runner = asyncio.create_task(outbox.run())
-    outbox.put_many(Reading("t", i) for i in range(100))  # a whole batch: published at once
-    await asyncio.sleep(0.005)
-    outbox.put_many(Reading("t", i) for i in range(100, 130))  # arrives while that publish (20 ms) runs
-    await asyncio.sleep(0.2)
-    assert sizes == [100]  # the 30 wait for a batch's worth or the interval, not a record of their own
-    await asyncio.sleep(0.5)
-    assert sizes == [100, 30]
-    runner.cancel()
-    await asyncio.gather(runner, return_exceptions=True)
+    try:
+        outbox.put_many(Reading("t", i) for i in range(100))  # a whole batch: published at once
+        await wait_until(lambda: sizes == [100], timeout=5, what="the full batch to be published")
+        outbox.put_many(Reading("t", i) for i in range(100, 130))  # arrives while that publish (20 ms) runs
+        put_at = loop.time()
+        await wait_until(lambda: len(sizes) == 2, timeout=5, what="the 30 to be published")
+        assert sizes == [100, 30]  # the 30 waited for a batch's worth or the interval, not a record of their own
+        # ...the interval: a lower bound only, so a slow machine cannot fail it
+        assert started[1] - put_at >= 0.8 * interval
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
