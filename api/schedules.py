@@ -24,7 +24,7 @@ from api.deps import provide_conn
 from scheduling import store
 from scheduling.cpsat import Objective
 from scheduling.events import EVENTS, Event, EventError, diff, reschedule
-from scheduling.problem import OrderIn, Problem, ProblemError, placements_json, to_instance
+from scheduling.problem import Changeover, OrderIn, Problem, ProblemError, placements_json, to_instance
 from scheduling.solver import solve
 from scheduling.validate import violations
 
@@ -34,7 +34,11 @@ MAX_SECONDS = 600.0
 class ScheduleBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What to schedule and how long to search."""
 
-    problem: Problem
+    problem: Problem | None = None
+    """Explicit orders; or from_released_orders: the MES's released and running orders, from `origin` (default now)."""
+    from_released_orders: bool = False
+    origin: datetime | None = None
+    changeovers: list[Changeover] = msgspec.field(default_factory=list)
     name: Annotated[str, msgspec.Meta(max_length=200)] = ""
     objective: Literal["makespan", "tardiness", "weighted"] = "weighted"
     time_limit_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)] = 10.0
@@ -107,14 +111,23 @@ class ScheduleController(Controller):
     async def create(self, request: Request, state: State, conn: NamedDependency[psycopg.AsyncConnection],
                      data: JSONBody[ScheduleBody]) -> dict[str, Any]:
         """Validate the problem (422 naming the order/operation, nothing stored), then solve in the background."""
+        if (data.problem is None) == (not data.from_released_orders):
+            raise _unprocessable("problem", "give either problem or from_released_orders: true")
+        problem = data.problem
+        if problem is None:
+            raw = await store.problem_from_mes(conn, data.origin or datetime.now(timezone.utc))
+            if not raw["orders"]:
+                raise _unprocessable("from_released_orders", "no released or running order has an unfinished operation")
+            problem = msgspec.convert({**raw, "changeovers": msgspec.to_builtins(data.changeovers)}, Problem)
         try:
-            inst = to_instance(data.problem, data.name or "request")
+            inst = to_instance(problem, data.name or "request")
         except ProblemError as e:
             raise _unprocessable(e.where, e.problem) from None
         who = (await caller(request)).name
-        sid = await store.create(conn, data.name, data.problem.origin, data.objective, msgspec.to_builtins(data), who)
+        body = {**msgspec.to_builtins(data), "problem": msgspec.to_builtins(problem)}
+        sid = await store.create(conn, data.name, problem.origin, data.objective, body, who)
         run = _RUNS[sid] = _Run()
-        run.task = asyncio.create_task(_run(state, sid, data.problem.origin, inst, data, run))
+        run.task = asyncio.create_task(_run(state, sid, problem.origin, inst, data, run))
         return {"id": sid, "state": "queued"}
 
     @get("/{sid:int}", guards=[requires("viewer")], summary="A schedule: run state, progress, a version's operations")
@@ -219,10 +232,10 @@ def _event(inst, origin: datetime, data: EventBody) -> Event:  # type: ignore[no
             raise ProblemError(f"order {data.order}", "not in this schedule")
         job = names.index(data.order)
         if data.seq is not None:
-            ops = [o.name for o in inst.jobs[job].operations]
-            if str(data.seq) not in ops:
+            seqs = [o.seq if o.seq is not None else i + 1 for i, o in enumerate(inst.jobs[job].operations)]
+            if data.seq not in seqs:
                 raise ProblemError(f"order {data.order} operation {data.seq}", "not in this schedule")
-            op = ops.index(str(data.seq))
+            op = seqs.index(data.seq)
     new_job = None
     if data.kind == "rush_order":
         if data.new_order is None:

@@ -23,6 +23,7 @@ class Operation:
     name: str = ""
     family: str = ""
     fixed: tuple[int, int] | None = None
+    seq: int | None = None  # the order's own operation number (MES seq), when it has one
 
 
 @dataclass

@@ -104,7 +104,7 @@ def to_instance(problem: Problem, name: str = "request") -> Instance:
             if unknown:
                 raise ProblemError(where, f"machine {unknown[0]!r} is not among the machines")
             ops.append(Operation([Alternative(index[m], max(1, int(round(s)))) for m, s in op.machines.items()],
-                                 name=op.name or str(op.seq), family=order.family))
+                                 name=op.name or str(op.seq), family=order.family, seq=op.seq))
         jobs.append(Job(order.id, ops, release=release, due=due, weight=max(1, order.priority)))
     changeover = {(c.from_family, c.to_family): int(round(c.seconds)) for c in problem.changeovers}
     unavailable: dict[int, list[tuple[int, int]]] = {}
@@ -205,7 +205,7 @@ def placements_json(inst: Instance, schedule: Schedule, origin: datetime) -> lis
     rows = []
     for p in sorted(schedule.placements, key=lambda p: (p.start, p.machine)):
         op = inst.jobs[p.job].operations[p.op]
-        rows.append({"order": inst.jobs[p.job].name, "op": op.name, "index": p.op, "machine": inst.machines[p.machine],
+        rows.append({"order": inst.jobs[p.job].name, "op": op.name, "seq": op.seq if op.seq is not None else p.op + 1, "machine": inst.machines[p.machine],
                      "start": origin + timedelta(seconds=p.start), "end": origin + timedelta(seconds=p.end),
                      "setup_s": p.setup, "frozen": op.fixed is not None})
     return rows

@@ -52,7 +52,7 @@ async def add_version(conn: psycopg.AsyncConnection, sid: int, origin: datetime,
         rows = []
         for p in schedule.placements:
             op = inst.jobs[p.job].operations[p.op]
-            rows.append((sid, version, inst.jobs[p.job].name, p.op + 1, op.name, inst.machines[p.machine],
+            rows.append((sid, version, inst.jobs[p.job].name, op.seq if op.seq is not None else p.op + 1, op.name, inst.machines[p.machine],
                          origin + timedelta(seconds=p.start), origin + timedelta(seconds=p.end), p.setup,
                          op.fixed is not None))
         async with conn.cursor() as c:
@@ -116,3 +116,39 @@ async def dispatch_list(conn: psycopg.AsyncConnection, machine: str, limit: int,
 def dumps(value: Any) -> str:
     """JSON with datetimes as ISO strings."""
     return json.dumps(value, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o))
+
+
+async def problem_from_mes(conn: psycopg.AsyncConnection, origin: datetime) -> dict[str, Any]:
+    """A scheduling problem (Problem's JSON form) from the MES: released or running orders, their unfinished
+    operations with eligible machines and setup + cycle x quantity seconds, the product as the family, and
+    planned downtime ahead as unavailable windows. A running operation stays on its machine for what is left.
+    """
+    async with conn.cursor(row_factory=dict_row) as c:
+        await c.execute(
+            "SELECT w.id, p.code AS family, w.due_ts, w.priority, w.quantity::float8 AS quantity, o.seq, o.name, o.status, "
+            "o.started_at, om.name AS running_on, coalesce(o.planned_cycle_s, ro.cycle_s) AS cycle_s, "
+            "coalesce(ro.setup_s, 0) AS setup_s, "
+            "array_remove(array_agg(m.name ORDER BY m.name), NULL) AS machines "
+            "FROM work_orders w JOIN products p ON p.id = w.product_id JOIN operations o ON o.work_order_id = w.id "
+            "LEFT JOIN routing_operations ro ON ro.id = o.routing_operation_id "
+            "LEFT JOIN routing_operation_machines rm ON rm.routing_operation_id = ro.id "
+            "LEFT JOIN machines m ON m.id = rm.machine_id LEFT JOIN machines om ON om.id = o.machine_id "
+            "WHERE w.status IN ('released', 'in_progress') AND o.status <> 'completed' "
+            "GROUP BY w.id, p.code, o.id, om.name, ro.cycle_s, ro.setup_s ORDER BY w.id, o.seq")
+        rows = await c.fetchall()
+        await c.execute("SELECT m.name AS machine, greatest(d.start_ts, %s) AS start, d.end_ts AS end "
+                        "FROM planned_downtime d JOIN machines m ON m.id = d.machine_id WHERE d.end_ts > %s",
+                        (origin, origin))
+        down = await c.fetchall()
+    orders: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        o = orders.setdefault(r["id"], {"id": r["id"], "family": r["family"], "priority": max(1, r["priority"] + 1),
+                                        "operations": [], **({"due": r["due_ts"]} if r["due_ts"] else {})})
+        seconds = (r["setup_s"] or 0) + (r["cycle_s"] or 0) * r["quantity"]
+        if r["status"] == "running" and r["running_on"]:
+            done = (origin - r["started_at"]).total_seconds() if r["started_at"] else 0
+            machines = {r["running_on"]: max(1.0, seconds - done)}
+        else:
+            machines = {m: seconds for m in r["machines"]}
+        o["operations"].append({"seq": r["seq"], "name": r["name"] or str(r["seq"]), "machines": machines})
+    return {"origin": origin, "orders": list(orders.values()), "unavailable": down}

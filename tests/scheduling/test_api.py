@@ -122,3 +122,23 @@ async def test_roles(client):
     assert r.status_code == 403
     r = await client.get("/api/v1/schedules/1", headers={"Authorization": "Bearer nope"})
     assert r.status_code == 401
+
+
+async def test_from_released_orders_and_release_into_mes(client, conn):
+    from tests.api.test_mes_orders import ORDER, master_data
+    await conn.execute("INSERT INTO machines (name, line) VALUES ('m3', 'L1')")
+    await master_data(client)
+    assert (await client.post("/api/v1/orders", json=ORDER)).status_code == 201
+    r = await client.post("/api/v1/schedules", json={"from_released_orders": True, "origin": ORIGIN})
+    assert r.status_code == 422 and r.json()["extra"]["where"] == "from_released_orders"  # nothing released yet
+    assert (await client.post("/api/v1/orders/WO-1/release")).status_code == 200
+    sid = await solved(client, {"from_released_orders": True, "origin": ORIGIN, "time_limit_s": 2})
+    ops = (await client.get(f"/api/v1/schedules/{sid}")).json()["operations"]
+    # press: 300 s setup + 2 s x 50 on m1 or m2; weld: 5 s x 50 on m3, after the press
+    assert [(o["seq"], o["machine"] in ("m1", "m2") if o["seq"] == 10 else o["machine"]) for o in ops] == [(10, True), (20, "m3")]
+    r = await client.post(f"/api/v1/schedules/{sid}/release")
+    assert r.json()["operations_updated"] == 2
+    planned = await scalar_of(conn, "SELECT array_agg(planned_end - planned_start ORDER BY seq)::text FROM operations WHERE work_order_id = 'WO-1'")
+    assert planned == '{00:06:40,00:04:10}'
+    r = await client.get("/api/v1/machines/m3/dispatch?at=2026-12-07T06:00:00Z", headers=auth("viewer"))
+    assert [(x["order_id"], x["seq"]) for x in r.json()] == [("WO-1", 20)]
