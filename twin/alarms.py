@@ -1,7 +1,8 @@
 """Alarms as ISA-18.2 / IEC 62682 describe them: a condition with a lifecycle, not a row per point.
 
 The tracker turns the kernel's per-point rule bits into transitions of one alarm per
-(machine, signal, rule): `raised` on the first point that breaks a rule, `updated` while more
+(machine, signal, rule): `raised` on a point beyond 3 sigma, or on the `on_delay_points`-th
+rule-breaking point in a row, `updated` while more
 points break rules (folded into the one row), `escalated` when a worse rule breaks, `cleared`
 after `clear_points` in-control points in a row, `suppressed` / `released` when the machine
 leaves / re-enters production (state-based suppression by design). Besides the SPC condition
@@ -63,16 +64,21 @@ class AlarmTracker:
     """The active alarms of every machine, and each machine's recent raises (for flood detection)."""
 
     clear_points: int = kernels.WINDOW
+    on_delay_points: int = 3
+    """ISA-18.2 on-delay: a low or medium condition raises only after this many rule-breaking points in a
+    row (a high one, beyond 3 sigma, at once), so a point or two that break a pattern rule do not chatter."""
     flood_count: int = 10
     flood_window_s: float = 600.0
     active: dict[tuple[int, int | None, str], _Active] = field(default_factory=dict)
     raised: dict[int, deque[int]] = field(default_factory=dict)
+    pending: dict[tuple[int, int], int] = field(default_factory=dict)  # (machine, tag) -> breaking points in a row
 
     def point(self, m: int, tag: int, ts_us: int, bits: int, names: list[str], value: float) -> list[AlarmEvent]:
         """A judged point of a signal: raise, update, escalate or count it towards clearing."""
         key = (m, tag, SPC)
         alarm = self.active.get(key)
         if not bits:
+            self.pending.pop((m, tag), None)
             if alarm is None:
                 return []
             alarm.ok_points += 1
@@ -81,6 +87,11 @@ class AlarmTracker:
             return self._clear(key, ts_us, value)
         prio = priority_of(bits)
         if alarm is None:
+            run = self.pending.get((m, tag), 0) + 1
+            if prio != "high" and run < self.on_delay_points:
+                self.pending[(m, tag)] = run
+                return []
+            self.pending.pop((m, tag), None)
             return self._raise(key, ts_us, prio, names, value)
         alarm.ok_points = 0
         if PRIORITIES.index(prio) > PRIORITIES.index(alarm.priority):
@@ -149,15 +160,19 @@ class AlarmTracker:
         return {
             "active": [[m, t, r, a.priority, a.ok_points, a.suppressed] for (m, t, r), a in self.active.items()],
             "raised": [[m, list(q)] for m, q in self.raised.items()],
+            "pending": [[m, t, n] for (m, t), n in self.pending.items()],
         }
 
     def load(self, raw: dict[str, Any] | None) -> None:
         """Resume from dump() (None: a snapshot from before alarms had a lifecycle)."""
         self.active.clear()
         self.raised.clear()
+        self.pending.clear()
         if not raw:
             return
         for m, t, r, prio, ok, sup in raw["active"]:
             self.active[(int(m), None if t is None else int(t), r)] = _Active(prio, int(ok), bool(sup))
         for m, q in raw["raised"]:
             self.raised[int(m)] = deque(int(x) for x in q)
+        for m, t, n in raw.get("pending", []):
+            self.pending[(int(m), int(t))] = int(n)

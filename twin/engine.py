@@ -285,8 +285,10 @@ class Twin:
             for role, m, j in self._roles[tid]:
                 if role == _SENSOR:
                     self.bad[m, j] = False
-                    if not producing[m]:
-                        pass  # state-based suppression: no SPC, no baseline from an idle or stopped machine
+                    if not producing[m] or v == self.last_value[m, j]:
+                        # state-based suppression: no SPC, no baseline from an idle or stopped machine; and
+                        # a polled value held since the last reading is not a new measurement
+                        pass
                     elif self.active[m, j]:
                         x[m, j], x_ts[m, j] = v, t
                     else:
