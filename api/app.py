@@ -20,6 +20,7 @@ from api.config import ApiConfig
 from api.errors import HANDLERS
 from api.failures import HANDLERS as FAILURES
 from api.inputs import check_request
+from api.inspections import InspectionController
 from api.keys import KeyStore
 from api.kpi import KpiController
 from api.machines import AlarmController, MachineController
@@ -77,7 +78,7 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
         route_handlers=[create_static_files_router("/schema/assets", [_ASSETS], include_in_schema=False),
                         SystemController, TagController, WriteController, SourceController, MachineController,
                         AlarmController, WhatIfController, SpcController, mes_router, KpiController,
-                        ScheduleController, DispatchController],
+                        ScheduleController, DispatchController, InspectionController],
         exception_handlers={**FAILURES, **HANDLERS},  # type: ignore[arg-type]
         lifespan=[lifespan],
         before_request=check_request,

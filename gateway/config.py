@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
+from gateway.camera.config import CameraFolderSourceConfig
 from gateway.modbus.config import ModbusSourceConfig
 from gateway.mqtt.config import MqttSourceConfig
 from gateway.opcua.config import OpcUaSourceConfig
 
-SourceConfig = ModbusSourceConfig | OpcUaSourceConfig | MqttSourceConfig
+SourceConfig = ModbusSourceConfig | OpcUaSourceConfig | MqttSourceConfig | CameraFolderSourceConfig
 """One `[[gateway.sources]]` entry; its `type` key says which adapter reads it."""
 
 

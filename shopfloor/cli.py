@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from inspection import cli as vision_cli
 from shopfloor import data_fetch, models_cli
 from scheduling import cli as scheduling_cli
 from shopfloor import api_cli
@@ -39,11 +40,14 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
     """Apply pending migrations."""
     from historian.db import connect
     from historian.migrate import migrate
+    from inspection.config import sync_stations
 
     async def go() -> list[str]:
         conn = await connect(_dsn(args, config))
         try:
-            return await migrate(conn)
+            applied = await migrate(conn)
+            await sync_stations(conn, config.inspection)
+            return applied
         finally:
             await conn.close()
 
@@ -56,7 +60,9 @@ def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     """Serve the API over an existing historian, as [api] says (keys, TLS, timeouts, limits)."""
     from api.app import create_app
 
-    api_cli.serve(create_app(_dsn(args, config), config.api), config.api)
+    dsn = _dsn(args, config)
+    vision_cli.sync(dsn, config.inspection)  # the API judges images with the configured stations
+    api_cli.serve(create_app(dsn, config.api), config.api)
     return 0
 
 
@@ -179,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     browse.set_defaults(func=cmd_gateway_browse)
     sub.add_parser("plant", help=cmd_plant.__doc__).set_defaults(func=cmd_plant)
     models_cli.add_commands(sub)  # train, evaluate
+    vision_cli.add_commands(sub)  # train vision, evaluate vision
     data_fetch.add_commands(sub)  # data fetch
     scheduling_cli.add_commands(sub)  # schedule solve
     services = sub.add_parser("services", help=cmd_services.__doc__)

@@ -12,6 +12,7 @@ import msgspec
 from api.config import ApiConfig
 from gateway.config import GatewayConfig
 from historian.config import HistorianConfig
+from inspection.config import InspectionConfig
 from twin.config import TwinConfig
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     gateway: GatewayConfig = msgspec.field(default_factory=GatewayConfig)
     plant: PlantConfig = msgspec.field(default_factory=PlantConfig)
     twin: TwinConfig = msgspec.field(default_factory=TwinConfig)
+    inspection: InspectionConfig = msgspec.field(default_factory=InspectionConfig)
 
 
 class ConfigError(Exception):

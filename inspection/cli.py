@@ -1,0 +1,187 @@
+"""`shopfloor train vision` and `shopfloor evaluate vision`: fit the camera models, score them on a folder of images.
+
+Both print one JSON line; bad input ends with one line on stderr naming the file and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def train(data_set: str, seed: int, epochs: int | None, folds: int | None, out: Path | None = None) -> int:
+    """Train the set's model from the full data set and write it with its card to inspection/models."""
+    from datasets import dataset_dir
+    from inspection.train import MODELS_DIR, Plan, train_mtile, train_neu
+
+    plan = Plan(seed=seed, epochs=epochs or (12 if data_set == "neu" else 5), folds=folds or 3)
+    try:
+        if data_set == "neu":
+            stored = train_neu(dataset_dir("neu-surface-defect", full=True), plan, out or MODELS_DIR)
+        else:
+            stored = train_mtile(dataset_dir("magnetic-tile-defect", full=True), plan, out or MODELS_DIR)
+    except (OSError, ValueError) as e:
+        print(f"shopfloor train vision: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(_clean({"model": stored.card.name, "sha256": stored.card.sha256, "split": stored.card.split,
+                             "metrics": stored.card.metrics})))
+    return 0
+
+
+def evaluate(data_set: str, folder: Path) -> int:
+    """Score the served model on a folder laid out like the data set; one JSON line."""
+    from inspection import metrics
+    from inspection.images import ImageRejected, decode
+    from inspection.models import load_model
+    from inspection.sets import MTILE_CLASSES, NEU_CLASSES, mtile_samples, neu_samples
+
+    if not folder.is_dir():
+        print(f"shopfloor evaluate vision: {folder}: not a folder", file=sys.stderr)
+        return 2
+    try:
+        samples = neu_samples(folder) if data_set == "neu" else mtile_samples(folder)
+    except ValueError as e:
+        print(f"shopfloor evaluate vision: {e}", file=sys.stderr)
+        return 2
+    if not samples:
+        print(f"shopfloor evaluate vision: {folder}: no images laid out as the {data_set} set", file=sys.stderr)
+        return 2
+    try:
+        model = load_model(data_set)
+    except (OSError, ValueError) as e:  # missing model, or its file does not match its card's sha256
+        print(f"shopfloor evaluate vision: {e}", file=sys.stderr)
+        return 2
+    bad: list[str] = []
+    y, outs, masks = [], [], []
+    for s in samples:
+        try:
+            grey = decode(s.path.read_bytes()).grey
+            true_mask = decode(s.mask.read_bytes()).grey if s.mask is not None else None
+        except (OSError, ImageRejected) as e:
+            bad.append(f"{s.path.name}: {e}")
+            continue
+        if true_mask is not None and true_mask.shape != grey.shape:
+            bad.append(f"{s.mask.name if s.mask else ''}: mask is {true_mask.shape[::-1]}, image {grey.shape[::-1]}")
+            continue
+        result = model.run(grey)
+        y.append(s.label)
+        outs.append(result)
+        if true_mask is not None:
+            masks.append((result.mask, true_mask))
+    if bad:
+        print("shopfloor evaluate vision: skipped " + "; ".join(bad), file=sys.stderr)
+    if not y:
+        return 2
+    ya = np.array(y)
+    if data_set == "neu":
+        pred = np.array([NEU_CLASSES.index(o.label) for o in outs])
+        scores = metrics.classification(ya, pred, NEU_CLASSES)
+    else:
+        probs = np.stack([o.probs for o in outs])
+        scores = metrics.tile(ya, probs, np.zeros((len(ya), 1), bool), np.zeros((len(ya), 1), bool), MTILE_CLASSES)
+        # pixel scores pooled over the defective images, at each image's own size (the model's mask resized up)
+        inter = union = total = 0.0
+        for label, (pred_mask, true_mask) in zip(y, masks):
+            if label == 0:
+                continue
+            p, t = pred_mask > 0, true_mask > 127
+            inter += float(np.logical_and(p, t).sum())
+            union += float(np.logical_or(p, t).sum())
+            total += float(p.sum() + t.sum())
+        scores["pixel_iou"] = inter / union if union else None
+        scores["dice"] = 2 * inter / total if total else None
+    print(json.dumps(_clean({"set": data_set, "model": model.card.name, "version": model.card.version,
+                             "sha256": model.card.sha256, "skipped": len(bad), **scores})))
+    return 0
+
+
+def sync(dsn: str, config: Any) -> None:
+    """Write shopfloor.toml's camera stations into the database before serving."""
+    import asyncio
+
+    from historian.db import connect
+    from inspection.config import sync_stations
+
+    async def go() -> None:
+        conn = await connect(dsn)
+        try:
+            await sync_stations(conn, config)
+        finally:
+            await conn.close()
+
+    asyncio.run(go())
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Dispatch `shopfloor train vision`."""
+    return train(args.set, args.seed, args.epochs, args.folds, getattr(args, "out", None))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Dispatch `shopfloor evaluate vision`."""
+    return evaluate(args.set, args.folder)
+
+
+def add_commands(sub: Any) -> None:
+    """Add `vision` to the CLI's `train` and `evaluate` commands (registered there by shopfloor.models_cli)."""
+    train_parser = sub.choices["train"]
+    for action in train_parser._actions:  # argparse keeps no public handle on a positional's choices
+        if action.dest == "model" and action.choices is not None:
+            action.choices = [*action.choices, "vision"]
+    train_parser.add_argument("--set", choices=["neu", "mtile"], help="vision: which image set")
+    train_parser.add_argument("--epochs", type=int, help="vision: epochs per fit (default 12 neu, 5 mtile)")
+    train_parser.add_argument("--folds", type=int, help="vision: CV folds (default 3)")
+    others = train_parser.get_default("func")
+
+    def train_any(args: argparse.Namespace, config: Any) -> int:
+        if args.model != "vision":
+            return int(others(args, config))
+        if args.set is None:
+            print("shopfloor train vision: --set neu|mtile is required", file=sys.stderr)
+            return 2
+        return cmd_train(args)
+
+    train_parser.set_defaults(func=train_any)
+    evaluate_sub = next(a for a in sub.choices["evaluate"]._actions if isinstance(a, argparse._SubParsersAction))
+    ev = evaluate_sub.add_parser("vision", help="accuracy/recall/confusion (neu) or auroc/type accuracy/IoU/Dice "
+                                              "(mtile) of the served model on a folder laid out like the set")
+    ev.add_argument("--set", required=True, choices=["neu", "mtile"])
+    ev.add_argument("folder", type=Path)
+    ev.set_defaults(func=lambda args, config: cmd_evaluate(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m inspection.cli train|evaluate ...` (the same commands as `shopfloor ... vision`)."""
+    parser = argparse.ArgumentParser(prog="inspection")
+    sub = parser.add_subparsers(dest="command", required=True)
+    t = sub.add_parser("train")
+    t.add_argument("--set", required=True, choices=["neu", "mtile"])
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--folds", type=int)
+    t.add_argument("--out", type=Path, help="folder for the model and card (default inspection/models)")
+    e = sub.add_parser("evaluate")
+    e.add_argument("--set", required=True, choices=["neu", "mtile"])
+    e.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+    return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

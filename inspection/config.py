@@ -1,0 +1,41 @@
+"""`[[inspection.stations]]` in shopfloor.toml: each camera station's machine, model, NG threshold and retention."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+import psycopg
+
+from inspection.store import Station, upsert_station
+
+
+class StationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One camera station."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+    machine: str
+    model: Annotated[str, msgspec.Meta(pattern=r"^(neu|mtile)$")] = "neu"
+    """A committed model in inspection/models: neu (steel strip defect class) or mtile (tile defect + mask)."""
+    threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
+    """mtile: NG when P(defect) >= threshold. neu: every defect class is NG."""
+    retention_days: Annotated[int, msgspec.Meta(gt=0)] = 90
+
+
+class InspectionConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The camera stations."""
+
+    stations: list[StationConfig] = []
+
+    def __post_init__(self) -> None:
+        names = [s.name for s in self.stations]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stations: names must be unique, repeated: {', '.join(dupes)}")
+
+
+async def sync_stations(conn: psycopg.AsyncConnection, config: InspectionConfig) -> None:
+    """Write the configured stations into inspection_stations (stations no longer configured are kept: rows
+    refer to them)."""
+    for s in config.stations:
+        await upsert_station(conn, Station(s.name, s.machine, s.model, s.threshold, s.retention_days))
