@@ -8,7 +8,10 @@ and commits the highest sequence number the historian acknowledged; the commit i
 wholly below it are deleted. After a crash, a torn record at the end of the last segment is cut
 off and reading resumes after the committed cursor: at worst a few committed records are sent
 twice, which the historian's idempotent writer absorbs. When the spool outgrows its size limit
-the oldest segments are dropped, and every record and sample so lost is counted.
+the oldest segments the forwarder has not yet read are dropped, and every record and sample so
+lost is counted. A segment holding a record already handed to the historian writer is kept until
+that record commits (the spool may then exceed its limit by what the writer holds, which its own
+max_pending_rows bounds): so each reading is either committed or counted as dropped, exactly.
 """
 
 from __future__ import annotations
@@ -75,6 +78,8 @@ class Spool:
         self._synced_seq = 0
         self._sync_task: asyncio.Task[None] | None = None
         self.committed = 0
+        self.handed_over = 0
+        """The highest sequence number the reader has yielded (in the forwarder's or writer's hands)."""
         self.dropped_records = 0
         self.dropped_samples = 0
         self._open()
@@ -184,16 +189,23 @@ class Spool:
         self._new_data.set()
 
     def _enforce_limit(self) -> None:
-        while self.bytes > self.max_bytes and len(self._segments) > 1:
-            first = self._segments.pop(0)
+        while self.bytes > self.max_bytes:
+            # the oldest segment nothing of which was read yet; never the one being written
+            taken = max(self.handed_over, self.committed)
+            first = next((f for f in self._segments[:-1] if f > taken), None)
+            if first is None:
+                return  # what is left is in flight to the historian: kept until it commits
+            index = self._segments.index(first)
+            self._segments.pop(index)
             path = self.directory / _segment_name(first)
             records, samples = self._count(path, first)
-            lost = [r for r in records if r > self.committed]
+            lost = [r for r in records if r > taken]
             self.dropped_records += len(lost)
-            self.dropped_samples += sum(samples[i] for i, r in enumerate(records) if r > self.committed)
+            self.dropped_samples += sum(samples[i] for i, r in enumerate(records) if r > taken)
             path.unlink()
             del self._sizes[first]
-            self.committed = max(self.committed, self._segments[0] - 1)
+            if index == 0:
+                self.committed = max(self.committed, self._segments[0] - 1)
             log.warning(
                 "spool full: dropped its oldest segment",
                 extra={"action": "spool_drop", "records": len(lost), "file": str(path)},
@@ -247,9 +259,14 @@ class Spool:
                 if rseq > seq:
                     seq = rseq
                     yielded = True
+                    self.handed_over = max(self.handed_over, rseq)
                     yield rseq, payload
             offset += pos
             if not yielded:
+                later = [s for s in self._segments if s > first]
+                if later and pos == len(data):
+                    seq = max(seq, later[0] - 1)  # the segments in between were dropped while full
+                    continue
                 await asyncio.sleep(0.001)  # the next record is in a segment being rotated in
 
     def commit(self, seq: int) -> None:
