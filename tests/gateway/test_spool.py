@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gateway.spool import Spool
+from tests.support import wait_until
 
 
 async def take(spool: Spool, n: int, after: int | None = None) -> list[tuple[int, bytes]]:
@@ -35,7 +36,9 @@ async def test_records_come_back_in_order_across_segments(tmp_path: Path):
 async def test_reader_waits_for_new_records(tmp_path: Path):
     spool = Spool(tmp_path)
     reader = asyncio.create_task(take(spool, 2))
-    await asyncio.sleep(0.05)
+    # the reader has read to the end and waits for new data (rather than returning, or spinning)
+    await wait_until(lambda: bool(spool._new_data._waiters), timeout=5,  # noqa: SLF001
+                     what="the reader to wait for new records")
     assert not reader.done()
     await spool.append(b"a")
     await spool.append(b"b")
