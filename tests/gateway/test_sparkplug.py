@@ -135,16 +135,16 @@ async def test_ndeath_and_ddeath_mark_metrics_stale() -> None:
         await p.start()
         await sink.wait_for(lambda s: s.values("line1.oven1.State") == [""])
 
+        oven = {f"line1.oven1.{m}" for m in p.devices["oven1"]}
+        press = {f"line1.press1.{m}" for m in p.devices["press1"]}
         await p.ddeath("oven1")
-        await sink.wait_for(lambda s: len(stale(s)) == 6)
-        assert {r.tag for r in stale(sink)} == {f"line1.oven1.{m}" for m in p.devices["oven1"]}
+        await sink.wait_for(lambda s: len(stale(s)) == len(oven))
+        assert {r.tag for r in stale(sink)} == oven
 
         await p.die()  # the broker publishes the will: NDEATH
-        await sink.wait_for(lambda s: len(stale(s)) == 6 + 7)
-        # press1's six metrics and the node's Properties/Hardware; oven1 was already dead
-        assert {r.tag for r in stale(sink)[6:]} == {f"line1.press1.{m}" for m in p.devices["press1"]} | {
-            "line1.Properties/Hardware"
-        }
+        # press1's metrics and the node's Properties/Hardware; oven1 was already dead
+        await sink.wait_for(lambda s: len(stale(s)) == len(oven) + len(press) + 1)
+        assert {r.tag for r in stale(sink)[len(oven):]} == press | {"line1.Properties/Hardware"}
         assert all(r.quality == STALE_QUALITY and r.value is None for r in stale(sink))
 
         # back with a new bdSeq: births bring good values again
@@ -156,9 +156,11 @@ async def test_ndeath_and_ddeath_mark_metrics_stale() -> None:
         await p.publish_raw(f"spBv1.0/{group}/NDEATH/line1", old.SerializeToString(), qos=0)
         await p.ddata("press1", {"Speed": 5})
         await sink.wait_for(lambda s: s.values("line1.press1.Speed")[-1] == 5)
-        assert len(stale(sink)) == 13
+        assert len(stale(sink)) == len(oven) + len(press) + 1
         await p.stop()
-        await sink.wait_for(lambda s: len(stale(s)) == 13 + 13)
+        # a clean stop is an NDEATH too: every metric of the node goes stale once more
+        n = len(oven) + len(press) + 1
+        await sink.wait_for(lambda s: len(stale(s)) == 2 * n)
     assert sink.readings[-1].quality == STALE_QUALITY
 
 
