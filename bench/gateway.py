@@ -1122,8 +1122,19 @@ def main() -> None:
                    help="rows of the raw COPY ceiling measured after each protocol's rounds")
     p.add_argument("--dsn", help="server to make a scratch database on (default: the services' TimescaleDB)")
     p.add_argument("--mqtt", default=default_mqtt(), help="broker URL (default: the services' Mosquitto)")
+    p.add_argument("--fleet", action="store_true",
+                   help="only the fleet scenario (bench/fleet.py): N Modbus devices, gateway against the bare floor")
+    from bench import fleet
+
+    fleet.add_arguments(p)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    asyncio.run(main_async(p.parse_args()))
+    args = p.parse_args()
+    if args.fleet:
+        if "--seconds" not in sys.argv:
+            args.seconds = 30.0  # the fleet's measurement window per phase
+        asyncio.run(fleet.run(args))
+        return
+    asyncio.run(main_async(args))
 
 
 if __name__ == "__main__":
