@@ -1,6 +1,8 @@
 """The twin's state engine: per-machine, per-sensor state as numpy arrays, updated by numba kernels.
 
-One `tick` updates every machine at once (prange over machines):
+One `tick` updates every machine at once: a loop over machines for their state and counters, then
+one flat, branch-free, SIMD-vectorised loop over every (machine, sensor) point (in blocks, threaded
+for large plants):
 
 * machine state (ISO 22400) from signals, priority planned_down > fault (unplanned down) > setup >
   producing (running and speed > 0) > idle; a machine with no new signal holds its state;
@@ -251,13 +253,21 @@ def restore(snap: dict[str, np.ndarray]) -> EngineState:
 # ================================================================================================
 
 
-@njit(cache=True)
+# The per-point steps are inlined into their callers at numba's IR level (inline="always") and
+# written without branches (a rule is a 0/1 times its bit), with numpy's error model (no Python
+# zero-division check; sigma > 0 and lam <= 1 are checked in make_params): together they let LLVM
+# turn tick's loop over points into SIMD code. Every operation is the same IEEE one in the same
+# order, so results are bit for bit those of the scalar code (tests/twin compares with the oracle).
+_STEP = dict(cache=True, error_model="numpy", inline="always")
+
+
+@njit(**_STEP)
 def _at_least_2(v: int) -> bool:
     """Two or more bits set."""
     return (v & (v - 1)) != 0
 
 
-@njit(cache=True)
+@njit(**_STEP)
 def _popcount(v: int) -> int:
     """Set bits of a non-negative int below 2**16 (branch-free SWAR count)."""
     v = v - ((v >> 1) & 0x5555)
@@ -266,7 +276,7 @@ def _popcount(v: int) -> int:
     return (v + (v >> 8)) & 0x1F
 
 
-@njit(cache=True)
+@njit(**_STEP)
 def window_rules(hist_a: int, hist_b: int) -> int:
     """Western Electric 1-4 and Nelson 1-8 bits for the newest point of a window of standardised values.
 
@@ -281,29 +291,19 @@ def window_rules(hist_a: int, hist_b: int) -> int:
     lo1 = (hist_a >> F_LO1) & 0xFF
     up = (hist_b >> F_UP) & 0x1FFF
     down = (hist_b >> F_DOWN) & 0x1FFF
-    bits = 0
-    if (hist_a >> F_BEYOND3) & 1:
-        bits |= WE1 | N1
-    if _at_least_2((hist_a >> F_HI2) & 0x7) or _at_least_2((hist_a >> F_LO2) & 0x7):
-        bits |= WE2 | N5
-    if _popcount(hi1 & 0x1F) >= 4 or _popcount(lo1 & 0x1F) >= 4:
-        bits |= WE3 | N6
-    if (pos & 0xFF) == 0xFF or (neg & 0xFF) == 0xFF:
-        bits |= WE4
-    if pos == 0x1FF or neg == 0x1FF:
-        bits |= N2
-    if (up & 0x1F) == 0x1F or (down & 0x1F) == 0x1F:
-        bits |= N3
-    if (up == _ALT and down == 0x1FFF ^ _ALT) or (down == _ALT and up == 0x1FFF ^ _ALT):
-        bits |= N4
-    if ((hist_a >> F_WITHIN1) & 0x7FFF) == 0x7FFF:
-        bits |= N7
-    if (hi1 | lo1) == 0xFF and hi1 != 0 and lo1 != 0:
-        bits |= N8
+    bits = ((hist_a >> F_BEYOND3) & 1) * (WE1 | N1)
+    bits |= (_at_least_2((hist_a >> F_HI2) & 0x7) | _at_least_2((hist_a >> F_LO2) & 0x7)) * (WE2 | N5)
+    bits |= ((_popcount(hi1 & 0x1F) >= 4) | (_popcount(lo1 & 0x1F) >= 4)) * (WE3 | N6)
+    bits |= (((pos & 0xFF) == 0xFF) | ((neg & 0xFF) == 0xFF)) * WE4
+    bits |= ((pos == 0x1FF) | (neg == 0x1FF)) * N2
+    bits |= (((up & 0x1F) == 0x1F) | ((down & 0x1F) == 0x1F)) * N3
+    bits |= (((up == _ALT) & (down == 0x1FFF ^ _ALT)) | ((down == _ALT) & (up == 0x1FFF ^ _ALT))) * N4
+    bits |= (((hist_a >> F_WITHIN1) & 0x7FFF) == 0x7FFF) * N7
+    bits |= (((hi1 | lo1) == 0xFF) & (hi1 != 0) & (lo1 != 0)) * N8
     return bits
 
 
-@njit(cache=True)
+@njit(**_STEP)
 def rules_push(hist_a: int, hist_b: int, z_last: float, z: float) -> tuple[int, int, int]:
     """Shift standardised value z (after z_last, NaN if none) into the history: (hist_a, hist_b, rule bits)."""
     az = abs(z)
@@ -316,7 +316,7 @@ def rules_push(hist_a: int, hist_b: int, z_last: float, z: float) -> tuple[int, 
     return hist_a, hist_b, window_rules(hist_a, hist_b)
 
 
-@njit(cache=True)
+@njit(**_STEP)
 def ewma_step(z_prev: float, w2_prev: float, x: float, sigma: float, lam: float,
               L: float) -> tuple[float, float, float]:
     """One EWMA point: (z, (1-lam)^(2t), limit half-width L sigma sqrt(lam/(2-lam) (1-(1-lam)^(2t))))."""
@@ -327,14 +327,14 @@ def ewma_step(z_prev: float, w2_prev: float, x: float, sigma: float, lam: float,
     return z, w2, half
 
 
-@njit(cache=True)
+@njit(**_STEP)
 def cusum_step(c_hi: float, c_lo: float, x: float, mu: float, sigma: float, k: float) -> tuple[float, float]:
     """One tabular CUSUM point: C+ = max(0, x - (mu+K) + C+), C- = max(0, (mu-K) - x + C-), K = k sigma."""
     kk = k * sigma
     return max(0.0, (x - (mu + kk)) + c_hi), max(0.0, ((mu - kk) - x) + c_lo)
 
 
-@njit(cache=True)
+@njit(**_STEP)
 def sensor_step(hist_a: int, hist_b: int, z_last: float, z: float, w2: float, c_hi: float, c_lo: float, x: float,
                 mu: float, sigma: float, lam: float, L: float, k: float,
                 h: float) -> tuple[int, int, float, float, float, float, float, int]:
@@ -342,14 +342,11 @@ def sensor_step(hist_a: int, hist_b: int, z_last: float, z: float, w2: float, c_
     zs = (x - mu) / sigma
     hist_a, hist_b, bits = rules_push(hist_a, hist_b, z_last, zs)
     z, w2, half = ewma_step(z, w2, x, sigma, lam, L)
-    if z > mu + half or z < mu - half:
-        bits |= EWMA_OUT
+    bits |= ((z > mu + half) | (z < mu - half)) * EWMA_OUT
     c_hi, c_lo = cusum_step(c_hi, c_lo, x, mu, sigma, k)
     hh = h * sigma
-    if c_hi > hh:
-        bits |= CUSUM_HIGH
-    if c_lo > hh:
-        bits |= CUSUM_LOW
+    bits |= (c_hi > hh) * CUSUM_HIGH
+    bits |= (c_lo > hh) * CUSUM_LOW
     return hist_a, hist_b, zs, z, w2, c_hi, c_lo, bits
 
 
@@ -386,14 +383,12 @@ def counter_step(last: float, total: float, raw: float, modulus: float) -> tuple
 # ================================================================================================
 
 
-def _tick_body(x, has_signal, running, fault, setup, planned_down, speed, good_raw, scrap_raw, now_us,
-                 mu, sigma, lam, L, k, h, modulus,
-                 ewma, ewma_w2, cusum_hi, cusum_lo, z_last, hist_a, hist_b, machine_state, state_since_us,
-                 good_last, scrap_last, good_total, scrap_total,
-                 alarms, changed, prev_state, prev_since_us):
-    """tick's work on plain arrays: one machine per prange iteration, its sensors in a row."""
-    m_count, s_count = x.shape
-    for m in prange(m_count):
+@njit(cache=True)
+def _machines(has_signal, running, fault, setup, planned_down, speed, good_raw, scrap_raw, now_us, modulus,
+              machine_state, state_since_us, good_last, scrap_last, good_total, scrap_total,
+              changed, prev_state, prev_since_us):
+    """tick's per-machine part: state from signals, part counters."""
+    for m in range(machine_state.shape[0]):
         changed[m] = 0
         if has_signal[m]:
             code = machine_code(running[m], fault[m], setup[m], planned_down[m], speed[m])
@@ -405,29 +400,59 @@ def _tick_body(x, has_signal, running, fault, setup, planned_down, speed, good_r
                 state_since_us[m] = now_us
         good_last[m], good_total[m] = counter_step(good_last[m], good_total[m], good_raw[m], modulus[m])
         scrap_last[m], scrap_total[m] = counter_step(scrap_last[m], scrap_total[m], scrap_raw[m], modulus[m])
-        for s in range(s_count):
-            xv = x[m, s]
-            if not np.isfinite(xv):
-                alarms[m, s] = 0
-                continue
-            ha, hb, zl, z, w2, chi, clo, bits = sensor_step(
-                hist_a[m, s], hist_b[m, s], z_last[m, s], ewma[m, s], ewma_w2[m, s], cusum_hi[m, s], cusum_lo[m, s], xv,
-                mu[m, s], sigma[m, s], lam[m, s], L[m, s], k[m, s], h[m, s])
-            hist_a[m, s] = ha
-            hist_b[m, s] = hb
-            z_last[m, s] = zl
-            ewma[m, s] = z
-            ewma_w2[m, s] = w2
-            cusum_hi[m, s] = chi
-            cusum_lo[m, s] = clo
-            alarms[m, s] = bits
 
 
-# One body, compiled twice: threads pay off for a plant of many machines; for a few, starting them
-# costs more than the work (and their spinning takes CPU from everything else on a small host).
-_tick_kernel = njit(cache=True, parallel=True)(_tick_body)
-_tick_kernel_serial = njit(cache=True)(_tick_body)
+@njit(cache=True, error_model="numpy", inline="always")
+def _points(x, mu, sigma, lam, L, k, h, ewma, ewma_w2, cusum_hi, cusum_lo, z_last, hist_a, hist_b, alarms):
+    """tick's per-sensor part on flat slices: every point stepped, a missing one (NaN) kept out by a select.
+
+    Branch-free on purpose, so LLVM vectorises it: the step is computed for a missing point too
+    (no exception is possible) and its result dropped, where a `continue` would stop vectorisation.
+    """
+    for i in range(x.shape[0]):
+        xv = x[i]
+        ok = np.isfinite(xv)
+        ha0, hb0, zl0, z0, w20, chi0, clo0 = hist_a[i], hist_b[i], z_last[i], ewma[i], ewma_w2[i], cusum_hi[i], cusum_lo[i]
+        ha, hb, zl, z, w2, chi, clo, bits = sensor_step(ha0, hb0, zl0, z0, w20, chi0, clo0, xv,
+                                                        mu[i], sigma[i], lam[i], L[i], k[i], h[i])
+        hist_a[i] = ha if ok else ha0
+        hist_b[i] = hb if ok else hb0
+        z_last[i] = zl if ok else zl0
+        ewma[i] = z if ok else z0
+        ewma_w2[i] = w2 if ok else w20
+        cusum_hi[i] = chi if ok else chi0
+        cusum_lo[i] = clo if ok else clo0
+        alarms[i] = bits if ok else 0
+
+
+POINT_BLOCK = 8192  # points per parallel chunk: ~1 MB of state and parameters, a core's L2 share
+
+
+def _tick_body(x, mu, sigma, lam, L, k, h, ewma, ewma_w2, cusum_hi, cusum_lo, z_last, hist_a, hist_b, alarms):
+    """tick's sensor work on flat arrays, in blocks (one per prange iteration in the threaded build)."""
+    n = x.shape[0]
+    for b in prange((n + POINT_BLOCK - 1) // POINT_BLOCK):
+        lo = b * POINT_BLOCK
+        hi = min(n, lo + POINT_BLOCK)
+        # slices start at 0, so the loop index is known non-negative (no wraparound select) and vectorises
+        _points(x[lo:hi], mu[lo:hi], sigma[lo:hi], lam[lo:hi], L[lo:hi], k[lo:hi], h[lo:hi], ewma[lo:hi],
+                ewma_w2[lo:hi], cusum_hi[lo:hi], cusum_lo[lo:hi], z_last[lo:hi], hist_a[lo:hi], hist_b[lo:hi],
+                alarms[lo:hi])
+
+
+# One body, compiled twice: threads pay off only for a plant of many machines on an otherwise idle
+# host; for a few, starting them costs more than the work, and on a busy host a parallel region
+# waits for its slowest (descheduled) thread.
+_tick_kernel = njit(cache=True, parallel=True, error_model="numpy")(_tick_body)
+_tick_kernel_serial = njit(cache=True, error_model="numpy")(_tick_body)
 PARALLEL_MIN_MACHINES = 256
+
+
+def _flat(a: np.ndarray, name: str) -> np.ndarray:
+    """A 1-D view of a C-contiguous state/parameter array (never a copy: tick writes through it)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous")
+    return a.reshape(-1)
 
 
 def _arr(a: np.ndarray, dtype: type, shape: tuple[int, ...], name: str) -> np.ndarray:
@@ -453,13 +478,14 @@ def tick(state: EngineState, params: EngineParams, x: np.ndarray, *, has_signal:
     if out is None:
         out = new_result(m, s)
     p, st = params, state
+    _machines(*sig, speed, good_raw, scrap_raw, np.int64(now_us), p.counter_modulus, st.machine_state,
+              st.state_since_us, st.good_last, st.scrap_last, st.good_total, st.scrap_total,
+              out.changed, out.prev_state, out.prev_since_us)
     kernel = _tick_kernel if m >= PARALLEL_MIN_MACHINES else _tick_kernel_serial
-    kernel(x, *sig, speed, good_raw, scrap_raw, np.int64(now_us),
-                 p.mu, p.sigma, p.lam, p.L, p.k, p.h, p.counter_modulus,
-                 st.ewma, st.ewma_w2, st.cusum_hi, st.cusum_lo, st.z_last, st.hist_a, st.hist_b,
-                 st.machine_state,
-                 st.state_since_us, st.good_last, st.scrap_last, st.good_total, st.scrap_total,
-                 out.alarms, out.changed, out.prev_state, out.prev_since_us)
+    kernel(*(_flat(a, n) for a, n in (
+        (x, "x"), (p.mu, "mu"), (p.sigma, "sigma"), (p.lam, "lam"), (p.L, "L"), (p.k, "k"), (p.h, "h"),
+        (st.ewma, "ewma"), (st.ewma_w2, "ewma_w2"), (st.cusum_hi, "cusum_hi"), (st.cusum_lo, "cusum_lo"),
+        (st.z_last, "z_last"), (st.hist_a, "hist_a"), (st.hist_b, "hist_b"), (out.alarms, "alarms"))))
     out.state, out.good_total, out.scrap_total = st.machine_state, st.good_total, st.scrap_total
     return out
 
