@@ -332,7 +332,8 @@ def assert_states_close(a: k.EngineState, b: k.EngineState, tol: float) -> None:
             np.testing.assert_array_equal(x, y, err_msg=f.name)
 
 
-@pytest.mark.parametrize("machines", [60, k.PARALLEL_MIN_MACHINES])  # the serial and the threaded kernel
+# the serial and the threaded kernel; 2,500 x 7 points span several blocks, the last one partial
+@pytest.mark.parametrize("machines", [60, k.PARALLEL_MIN_MACHINES, 2500])
 def test_numba_equals_numpy_oracle(machines):
     plant = Plant(machines, 7, seed=11)
     p = plant.params
