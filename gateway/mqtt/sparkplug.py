@@ -231,14 +231,20 @@ class SparkplugHost:
     def _ndeath(self, edge: str, node: NodeState, msg: Any, out: Outcome) -> None:
         bd_seq = _bd_seq(msg)
         if node.bd_seq is not None and bd_seq is not None and bd_seq != node.bd_seq:
-            # the will of an older session, published after the node already came back
-            log.info("ignoring NDEATH of %s/%s with bdSeq %s (current %s)", self.group_id, edge, bd_seq, node.bd_seq)
-            return
+            if older_bd_seq(bd_seq, node.bd_seq):
+                # the will of an older session, published after the node already came back
+                log.info("ignoring NDEATH of %s/%s with bdSeq %s (current %s)",
+                         self.group_id, edge, bd_seq, node.bd_seq)
+                return
+            # not from an older session (pysparkplug 0.6 sends its next bdSeq on a clean stop): believe it
+            log.info("NDEATH of %s/%s with bdSeq %s ahead of its NBIRTH's %s: taken as this session's death",
+                     self.group_id, edge, bd_seq, node.bd_seq)
         if not node.born:
             return
-        self._stale(node.metrics, msg, out)
+        # Sparkplug 3.0: the host marks the node offline at its own time; a will's timestamp is its CONNECT's
+        self._stale(node.metrics, None, out)
         for scope in node.devices.values():
-            self._stale(scope, msg, out)
+            self._stale(scope, None, out)
         node.devices.clear()
         node.born = False
         node.next_seq = None
@@ -360,7 +366,7 @@ class SparkplugHost:
         return unknown
 
     def _stale(self, scope: Scope, msg: Any, out: Outcome) -> None:
-        ms = msg.timestamp if msg.HasField("timestamp") else 0
+        ms = msg.timestamp if msg is not None and msg.HasField("timestamp") else 0
         ts = ms * 1000 if ms else None
         for info in scope.by_name.values():
             if info.tag is not None and info.kind is not None:
@@ -446,6 +452,11 @@ def encode_value(kind: Kind, value: float | int | bool | str, tag: str) -> Any:
     if not isinstance(value, str):
         raise InvalidValueError(f"{tag}: {kind.name} needs text, got {value!r}")
     return value
+
+
+def older_bd_seq(bd_seq: int, current: int) -> bool:
+    """Whether bd_seq belongs to a session before current's on the 0..255 ring (within half of it)."""
+    return 0 < (current - bd_seq) % 256 < 128
 
 
 def _bd_seq(msg: Any) -> int | None:
