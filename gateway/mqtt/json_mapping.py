@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -169,6 +170,8 @@ def parse_timestamp(raw: Any, fmt: str, field: str) -> datetime:
         except ValueError:
             raise JsonError(f"{field}: timestamp {raw!r} is not ISO 8601") from None
         return ts.replace(tzinfo=timezone.utc) if ts.tzinfo is None else ts
+    if isinstance(raw, str):
+        return _epoch_text(raw, fmt, field)
     if isinstance(raw, bool) or not isinstance(raw, (int, float)):
         raise JsonError(f"{field}: timestamp {raw!r} is not a number ({fmt})")
     seconds = raw / 1000 if fmt == "epoch_ms" else raw
@@ -178,6 +181,21 @@ def parse_timestamp(raw: Any, fmt: str, field: str) -> datetime:
             return datetime.fromtimestamp(raw // 1000, tz=timezone.utc).replace(microsecond=(raw % 1000) * 1000)
         return datetime.fromtimestamp(seconds, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
+        raise JsonError(f"{field}: timestamp {raw!r} is out of range ({fmt})") from None
+
+
+_EPOCH_TEXT = re.compile(r"[+-]?[0-9]{1,19}(\.[0-9]{1,9})?")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _epoch_text(raw: str, fmt: str, field: str) -> datetime:
+    """An epoch number sent as text ("1700000000123"): read exactly (decimal, not float), to the µs."""
+    if not _EPOCH_TEXT.fullmatch(raw):
+        raise JsonError(f"{field}: timestamp {raw!r} is not a number ({fmt})")
+    us = int(Decimal(raw) * (1_000 if fmt == "epoch_ms" else 1_000_000))
+    try:
+        return _EPOCH + timedelta(microseconds=us)
+    except OverflowError:
         raise JsonError(f"{field}: timestamp {raw!r} is out of range ({fmt})") from None
 
 
