@@ -21,6 +21,7 @@ from api.errors import HANDLERS
 from api.failures import HANDLERS as FAILURES
 from api.inputs import check_request
 from api.inspections import InspectionController
+from api.key_check import KeyCheck
 from api.keys import KeyStore
 from api.kpi import KpiController
 from api.machines import AlarmController, MachineController
@@ -68,7 +69,7 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
         await pool.open(wait=False)
         app.state.pool = pool
         app.state.api_config = api_config
-        app.state.key_store = KeyStore()
+        app.state.key_check = KeyCheck(api_config.users, KeyStore())
         try:
             yield
         finally:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from litestar.connection import ASGIConnection
-from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
+from litestar.exceptions import NotAuthorizedException, PermissionDeniedException, TooManyRequestsException
 from litestar.handlers.base import BaseRouteHandler
 
 from api.config import ApiUser
-from api.keys import first_match
+from api.key_check import TooManyFailures
 
 ROLE_RANK = {"viewer": 0, "operator": 1, "engineer": 2, "admin": 3}
 SCHEME = "ApiKey"
@@ -38,10 +38,11 @@ async def _lookup(connection: ASGIConnection) -> ApiUser:  # type: ignore[type-a
                                      headers={"WWW-Authenticate": "Bearer"})
     if len(key) > _MAX_KEY or not key.isascii() or not key.isprintable():
         raise NotAuthorizedException("unknown API key", headers={"WWW-Authenticate": "Bearer"})
-    user = await first_match(connection.app.state.api_config.users, key)
-    keys = getattr(connection.app.state, "key_store", None)
-    if user is None and keys is not None:
-        user = await keys.find(connection.app.state.pool, key)
+    client = connection.client.host if connection.client else "unknown"
+    try:
+        user = await connection.app.state.key_check.identify(getattr(connection.app.state, "pool", None), key, client)
+    except TooManyFailures as e:
+        raise TooManyRequestsException(str(e), headers={"Retry-After": str(max(1, round(e.retry_after)))}) from None
     if user is None:
         raise NotAuthorizedException("unknown, expired or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     return user

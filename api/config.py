@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 
 ROLES = ("viewer", "operator", "engineer", "admin")
 WRITE_ROLES = ("operator", "engineer", "admin")
+_CONFIG_KEY_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")  # digits alone name database keys
 
 
 class ApiUser(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A caller known by its API key (sent as `Authorization: Bearer <key>` or `X-API-Key`).
 
-    In shopfloor.toml give `key_hash` (argon2id, from `shopfloor keys hash`); a plaintext `key` is
-    accepted for programs that build their settings in code, never needed in a file.
+    In shopfloor.toml give `key_id` and `key_hash` (argon2id), both printed by `shopfloor keys hash` for a key
+    `sf_<key_id>_<secret>`: the id picks the one hash a presented key is verified against. A `key_hash`
+    without `key_id` (a key of any other form) still works, at one verification per such user for every
+    key without an id. A plaintext `key` is accepted for programs that build their settings in code.
     """
 
     name: str
     key: str = ""
     key_hash: str = ""
+    key_id: str = ""
     role: str = "viewer"
 
     def __post_init__(self) -> None:
@@ -29,6 +35,11 @@ class ApiUser(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
             raise ValueError(f"key: API keys need at least 16 characters (user {self.name!r})")
         if self.key_hash and not self.key_hash.startswith("$argon2id$"):
             raise ValueError(f"key_hash: not an argon2id hash (user {self.name!r}); make one with `shopfloor keys hash`")
+        if self.key_id and not _CONFIG_KEY_ID.match(self.key_id):
+            raise ValueError(f"key_id: {self.key_id!r} must be 1..32 lowercase letters, digits or '-' starting "
+                             f"with a letter (user {self.name!r})")
+        if self.key_id and self.key:
+            raise ValueError(f"key_id: only with key_hash; a plaintext key is compared as it is (user {self.name!r})")
 
 
 class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -73,3 +84,6 @@ class ApiConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         keys = [u.key for u in self.users if u.key] + [u.key_hash for u in self.users if u.key_hash]
         if len(keys) != len(set(keys)):
             raise ValueError("users: two users share an API key")
+        ids = [u.key_id for u in self.users if u.key_id]
+        if len(ids) != len(set(ids)):
+            raise ValueError("users: two users share a key_id")

@@ -1,8 +1,9 @@
 """API keys in the database: argon2id hashes with name, role, created, expires, revoked and last use.
 
 A key reads `sf_<id>_<secret>`: the id finds its row without a scan, the argon2id hash of the whole key
-proves it. A verified key is remembered (by its SHA-256) for a few seconds, so revoking or expiring it
-takes effect within `RECHECK_S` without a restart, and argon2 runs once per key, not per request.
+proves it (api/key_check.py decides who may spend a verification). A verified key is remembered (by its
+SHA-256) for a few seconds, so revoking or expiring it takes effect within `RECHECK_S` without a restart,
+and argon2 runs once per key, not per request.
 """
 
 from __future__ import annotations
@@ -14,19 +15,21 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Awaitable, Callable
 
 import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from api.config import ROLES, ApiUser
+from historian.metrics import METRICS
 
 RECHECK_S = 2.0
 """A cached key is looked up again after this long: the bound on how late a revocation bites."""
 _LAST_USED_S = 60.0  # last_used_at is written at most once a minute per key
+VERIFICATIONS = METRICS.counter("shopfloor_api_key_verifications_total", "argon2 verifications of API keys run")
 _HASHER = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 _verified: set[tuple[str, bytes]] = set()  # (hash, sha256(key)) pairs argon2 already accepted
-_ARGON = asyncio.Semaphore(1)  # argon2 is made to be slow: unknown keys may burn one core, never all of them
 
 
 class KeyError_(ValueError):
@@ -48,6 +51,7 @@ def verify_hash(stored: str, key: str) -> bool:
     memo = (stored, hashlib.sha256(key.encode()).digest())
     if memo in _verified:
         return True
+    VERIFICATIONS.inc()
     try:
         _HASHER.verify(stored, key)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
@@ -61,28 +65,17 @@ def remembered(stored: str, key: str) -> bool:
     return (stored, hashlib.sha256(key.encode()).digest()) in _verified
 
 
-async def first_match(users: list[ApiUser], key: str) -> ApiUser | None:
-    """The configured user whose key this is (plaintext compared, hashes verified off the event loop)."""
-    for u in users:
-        if (u.key and same_secret(u.key, key)) or (u.key_hash and remembered(u.key_hash, key)):
-            return u
-    hashed = [u for u in users if u.key_hash]
-    if not hashed:
-        return None
-    async with _ARGON:
-        return await asyncio.to_thread(lambda: next((u for u in hashed if verify_hash(u.key_hash, key)), None))
-
-
 def new_key(key_id: int) -> str:
     """A fresh key for row key_id: `sf_<id>_<32 url-safe random characters>`."""
     return f"sf_{key_id}_{secrets.token_urlsafe(24)}"
 
 
-def _key_id(key: str) -> int | None:
-    parts = key.split("_")
-    if len(parts) < 3 or parts[0] != "sf" or not parts[1].isdigit() or len(parts[1]) > 12:
+def key_id_of(key: str) -> str | None:
+    """The public id of a key `sf_<id>_<secret>` (digits: a database row; a word: a configured user), or None."""
+    parts = key.split("_", 2)
+    if len(parts) < 3 or parts[0] != "sf" or not parts[1] or len(parts[1]) > 32 or not parts[2]:
         return None
-    return int(parts[1])
+    return parts[1]
 
 
 @dataclass
@@ -100,11 +93,16 @@ class KeyStore:
         self._cache: dict[bytes, _Cached] = {}
         self._lock = asyncio.Lock()
 
-    async def find(self, pool, key: str) -> ApiUser | None:  # type: ignore[no-untyped-def]
-        """The user of a database key that is neither expired nor revoked; None for any other key."""
-        key_id = _key_id(key)
-        if key_id is None:
+    async def find(self, pool, key: str,  # type: ignore[no-untyped-def]
+                   verify: Callable[[str], Awaitable[bool]]) -> ApiUser | None:
+        """The user of a database key that is neither expired nor revoked; None for any other key.
+
+        verify(stored_hash) proves the key when this process has not yet (one call at most).
+        """
+        given = key_id_of(key)
+        if given is None or not given.isdigit() or len(given) > 18:
             return None
+        key_id = int(given)
         digest = hashlib.sha256(key.encode()).digest()
         now = time.monotonic()
         hit = self._cache.get(digest)
@@ -120,10 +118,8 @@ class KeyStore:
                 self._cache.pop(digest, None)
                 return None
             name, role, stored, stale = row
-            if hit is None and not remembered(stored, key):
-                async with _ARGON:
-                    if not await asyncio.to_thread(verify_hash, stored, key):
-                        return None
+            if hit is None and not remembered(stored, key) and not await verify(stored):
+                return None
             if stale or hit is None or now - hit.used > _LAST_USED_S:
                 await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = %s", (key_id,))
                 used = now

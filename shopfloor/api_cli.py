@@ -99,13 +99,24 @@ def _expires(text: str | None) -> datetime | None:
 def cmd_keys(args: argparse.Namespace, dsn: str) -> int:
     """Create, list or revoke API keys in the database, or print the argon2id hash of a key for shopfloor.toml."""
     from api import keys
+    from api.config import ApiUser
     from historian.db import connect
 
     if args.keys_command == "hash":
         key = sys.stdin.readline().strip() if not sys.stdin.isatty() else getpass.getpass("key: ")
         if len(key) < 16:
             raise UserError("key: API keys need at least 16 characters")
-        print(keys.hash_key(key))
+        key_id = keys.key_id_of(key)
+        if key_id is not None and not key_id.isdigit():
+            try:
+                ApiUser(name="-", key_id=key_id, key_hash="$argon2id$")  # checks the id's form, naming key_id
+            except ValueError as e:
+                raise UserError(str(e).replace(" (user '-')", "")) from None
+            print(f'key_id = "{key_id}"')
+        else:
+            print("(no key id: every key without one then costs a verification; prefer sf_<id>_<secret>, "
+                  "id a lowercase word)", file=sys.stderr)
+        print(f'key_hash = "{keys.hash_key(key)}"')
         return 0
 
     expires = _expires(args.expires) if args.keys_command == "create" else None
@@ -145,7 +156,8 @@ def add_commands(sub: Any, dsn_of: Callable[[argparse.Namespace, Any], str]) -> 
     keys.add_parser("list", help="every key: name, role, created, expires, revoked, last used (never the key)")
     revoke = keys.add_parser("revoke", help="stop a key now (every server within seconds)")
     revoke.add_argument("name")
-    keys.add_parser("hash", help="argon2id hash of a key read from stdin, for [[api.users]] key_hash")
+    keys.add_parser("hash", help="key_id and argon2id key_hash of a key sf_<id>_<secret> read from stdin, "
+                                 "for an [[api.users]] entry")
     for p in keys.choices.values():
         p.set_defaults(func=lambda args, config: cmd_keys(args, dsn_of(args, config)
                                                           if args.keys_command != "hash" else ""))

@@ -2,7 +2,7 @@
 
 Every test that calls the API builds its app with `api_config()` and sends `auth(role)`; how keys are
 stored (config, database, hashes) may change behind these two functions, their signatures stay.
-The settings hold only argon2id hashes of the keys, as a shopfloor.toml would.
+The settings hold only argon2id hashes of the keys with their public ids, as a shopfloor.toml would.
 """
 
 from __future__ import annotations
@@ -13,13 +13,14 @@ from typing import Any
 from api.config import ROLES, ApiConfig, ApiUser
 from api.keys import hash_key
 
-KEYS = {role: f"test-{role}-key-0123456789abcdef" for role in ROLES}
+KEYS = {role: f"sf_test-{role}_0123456789abcdef" for role in ROLES}
 
 
 @cache
 def _users() -> tuple[ApiUser, ...]:
     # argon2 is slow on purpose: hash once per test process
-    return tuple(ApiUser(name=f"test-{role}", key_hash=hash_key(key), role=role) for role, key in KEYS.items())
+    return tuple(ApiUser(name=f"test-{role}", key_id=f"test-{role}", key_hash=hash_key(key), role=role)
+                 for role, key in KEYS.items())
 
 
 def api_config(**settings: Any) -> ApiConfig:
