@@ -217,6 +217,9 @@ class OpcUaSource:
                     self.status.connected = True
                     self.status.recovered()
                     log.info("%s: connected to %s", self.name, self.config.endpoint)
+                    for tag in self.config.tags:
+                        if tag.name in session.unresolved:
+                            intake.on_tag_refused(tag, session.unresolved[tag.name])
                     if self.config.mode == "subscribe":
                         await self._subscribe(session, intake, backoff)
                     else:

@@ -184,14 +184,22 @@ def _category(name: str) -> str:
     return "machine"
 
 
-def _as_tags(variables: list[_Variable]) -> list[dict[str, Any]]:
+def expanded(node_id: ua.NodeId, namespaces: Sequence[str]) -> str:
+    """The node id as `nsu=<namespace URI>;...` (stable when the server renumbers namespaces); ns=0 as is."""
+    if node_id.NamespaceIndex == 0 or node_id.NamespaceIndex >= len(namespaces):
+        return node_id.to_string()
+    local = ua.NodeId(node_id.Identifier, 0, node_id.NodeIdType).to_string()
+    return f"nsu={namespaces[node_id.NamespaceIndex]};{local}"
+
+
+def _as_tags(variables: list[_Variable], namespaces: Sequence[str] = ()) -> list[dict[str, Any]]:
     short = [".".join(_slug(p) for p in v.path[-2:]) for v in variables]
     counts = Counter(short)
     tags = []
     for var, name in zip(variables, short):
         if counts[name] > 1:
             name = ".".join(_slug(p) for p in var.path)
-        tag: dict[str, Any] = {"name": name, "node_id": var.node_id.to_string(), "data_type": var.data_type}
+        tag: dict[str, Any] = {"name": name, "node_id": expanded(var.node_id, namespaces), "data_type": var.data_type}
         if var.unit:
             tag["unit"] = var.unit
         if len(var.path) >= 2:
@@ -229,7 +237,8 @@ async def browse(
     async with open_session(config) as session:
         found = [v for v in await _walk(session.client, max_nodes) if matches("/".join(v.path))]
         await _describe(session.client, found)
-    return _as_tags([v for v in found if v.data_type is not None])
+        namespaces = await session.client.get_namespace_array()
+    return _as_tags([v for v in found if v.data_type is not None], namespaces)
 
 
 def render_toml(tags: list[dict[str, Any]], endpoint: str = "", pattern: str = "") -> str:

@@ -13,13 +13,13 @@ import random
 import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Sequence
 
 from asyncua import Client, ua
 from asyncua.common.node import Node
 from asyncua.crypto import security_policies
 
-from gateway.opcua.config import OpcUaSourceConfig
+from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,8 @@ class Session:
     client: Client
     nodes: dict[str, Node] = field(default_factory=dict)
     monitored: dict[str, ua.NodeId] = field(default_factory=dict)
+    unresolved: dict[str, str] = field(default_factory=dict)
+    """Tags left out of this session because their `nsu=` namespace is not on the server, with why."""
     lost: asyncio.Event = field(default_factory=asyncio.Event)
     lost_reason: str = ""
 
@@ -139,8 +141,32 @@ async def make_client(config: OpcUaSourceConfig) -> Client:
     return client
 
 
-async def _register(client: Client, config: OpcUaSourceConfig) -> dict[str, Node]:
-    plain = [client.get_node(tag.ua_node_id()) for tag in config.tags]
+async def resolve_node_ids(client: Client, tags: Sequence[OpcUaTag]) -> tuple[dict[str, ua.NodeId], dict[str, str]]:
+    """Each tag's node id in this session, `nsu=` ids mapped to the server's current namespace index.
+
+    A namespace's index may change when the server restarts (another namespace registered before
+    it); its URI does not. Returns (node id by tag, why not) for tags whose namespace is not there.
+    """
+    ids = {tag.name: tag.ua_node_id() for tag in tags}
+    uris = {uri for n in ids.values() if (uri := getattr(n, "NamespaceUri", None))}
+    if not uris:
+        return ids, {}
+    index = {uri: i for i, uri in enumerate(await client.get_namespace_array())}
+    resolved: dict[str, ua.NodeId] = {}
+    missing: dict[str, str] = {}
+    for name, node_id in ids.items():
+        uri = getattr(node_id, "NamespaceUri", None)
+        if not uri:
+            resolved[name] = node_id
+        elif uri in index:
+            resolved[name] = ua.NodeId(node_id.Identifier, index[uri], node_id.NodeIdType)
+        else:
+            missing[name] = f"namespace {uri!r} is not in the server's NamespaceArray"
+    return resolved, missing
+
+
+async def _register(client: Client, ids: dict[str, ua.NodeId]) -> dict[str, Node]:
+    plain = [client.get_node(node_id) for node_id in ids.values()]
     if not plain:
         return {}
     try:
@@ -148,7 +174,7 @@ async def _register(client: Client, config: OpcUaSourceConfig) -> dict[str, Node
         nodes = await client.register_nodes(plain)
     except ua.uaerrors.BadServiceUnsupported:
         nodes = plain
-    return {tag.name: node for tag, node in zip(config.tags, nodes)}
+    return dict(zip(ids, nodes))
 
 
 async def _close(client: Client, config: OpcUaSourceConfig) -> None:
@@ -166,8 +192,8 @@ async def open_session(config: OpcUaSourceConfig) -> AsyncIterator[Session]:
     client.connection_lost_callback = session.on_connection_lost
     await client.connect(auto_reconnect=False)
     try:
-        session.nodes = await _register(client, config)
-        session.monitored = {tag.name: tag.ua_node_id() for tag in config.tags}
+        session.monitored, session.unresolved = await resolve_node_ids(client, config.tags)
+        session.nodes = await _register(client, session.monitored)
         yield session
     finally:
         await _close(client, config)

@@ -19,6 +19,7 @@ from gateway.opcua import OpcUaSource, OpcUaSourceConfig, OpcUaTag, browse, brow
 from gateway.source import NotWritableError, WriteError
 from gateway.testing import MemorySink
 from historian.samples import Quality, from_us
+from plant.opcua_server import NAMESPACE as PLANT_NAMESPACE
 from plant.opcua_server import OpcUaPlant
 
 README = Path(__file__).resolve().parents[2] / "gateway" / "opcua" / "README.md"
@@ -258,13 +259,18 @@ async def test_write_back_to_writable_nodes_and_refusals(plant: OpcUaPlant) -> N
     assert await plant.get("press1", "SpeedSetpoint") == 40.0
 
 
+def nsu(plant: OpcUaPlant, machine: str, signal: str) -> str:
+    """What browse writes for a plant variable: its namespace by URI, not by index."""
+    return plant.node_id(machine, signal).replace(f"ns={plant.namespace_index};", f"nsu={PLANT_NAMESPACE};")
+
+
 async def test_browse_finds_the_plant_and_renders_toml_that_loads(plant: OpcUaPlant) -> None:
     found = await browse(plant.endpoint, "Plant/press1/*")
     by_name = {t["name"]: t for t in found}
     assert len(found) == 11 + 2 + 24  # the 4M1E signals, StateCode, CyclesSinceRenewal, 3 settings + 21 sensors
     assert by_name["press1.s4"]["data_type"] == "float"
     assert by_name["press1.temperature"] == {
-        "name": "press1.temperature", "node_id": plant.node_id("press1", "Temperature"), "data_type": "float",
+        "name": "press1.temperature", "node_id": nsu(plant, "press1", "Temperature"), "data_type": "float",
         "unit": "°C", "machine": "press1", "category": "machine", "description": "Plant/press1/Temperature",
     }  # fmt: skip
     assert by_name["press1.goodcount"]["data_type"] == "int"
@@ -273,11 +279,11 @@ async def test_browse_finds_the_plant_and_renders_toml_that_loads(plant: OpcUaPl
     assert by_name["press1.energykwh"]["category"] == "energy"
 
     both = await browse(plant.endpoint, "re:/Temperature$")
-    assert sorted(t["node_id"] for t in both) == [plant.node_id(m, "Temperature") for m in ("press1", "press2")]
+    assert sorted(t["node_id"] for t in both) == [nsu(plant, m, "Temperature") for m in ("press1", "press2")]
 
     text = await browse_to_toml(plant.endpoint, "Plant/*/Recipe")
     tags = tomllib.loads(text)["gateway"]["sources"]["tags"]
-    assert [t["node_id"] for t in tags] == [plant.node_id("press1", "Recipe"), plant.node_id("press2", "Recipe")]
+    assert [t["node_id"] for t in tags] == [nsu(plant, "press1", "Recipe"), nsu(plant, "press2", "Recipe")]
     for t in msgspec.convert(tags, list[OpcUaTag]):
         assert t.category == "method" and t.data_type == "text"
 

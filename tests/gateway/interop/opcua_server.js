@@ -1,5 +1,5 @@
 // A node-opcua server for the interop suite: folders, variables of many types, a bad status,
-// optional Basic256Sha256 + username. Commands on stdin, one JSON object a line:
+// optional Basic256Sha256 + username, optional --uri/--extra-ns namespace layout. Commands on stdin, one JSON object a line:
 //   {"set": "Press1.Temperature", "value": 20.5, "ts": "2026-01-01T00:00:00.123Z", "status": "Good"}
 // Every value set is echoed on stdout as {"set": name, "value": ..., "ts": ..., "status": ...}
 // so the test asserts against what the peer itself logged. "READY <port>" means it listens.
@@ -62,7 +62,14 @@ async function main() {
   }
   const server = new opcua.OPCUAServer(options);
   await server.initialize();
-  const ns = server.engine.addressSpace.getOwnNamespace();
+  // --uri: the variables live in a namespace of that URI, registered after --extra-ns others, so a
+  // restart with another --extra-ns gives the same URI another index (as a reconfigured server does)
+  const addressSpace = server.engine.addressSpace;
+  let ns = addressSpace.getOwnNamespace();
+  if (args.uri) {
+    for (let i = 0; i < Number(args["extra-ns"] || 0); i++) addressSpace.registerNamespace(`urn:shopfloor:filler:${i}`);
+    ns = addressSpace.registerNamespace(args.uri);
+  }
   const objects = server.engine.addressSpace.rootFolder.objects;
   let fromStdin = false;
   const folders = {};

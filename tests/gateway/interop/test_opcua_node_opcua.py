@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any, AsyncIterator
 
+import msgspec
 import pytest
 import pytest_asyncio
 
-from gateway.opcua import OpcUaSource, OpcUaSourceConfig, OpcUaTag
+from gateway.opcua import OpcUaSource, OpcUaSourceConfig, OpcUaTag, browse
 from gateway.testing import MemorySink
 from historian.samples import Quality, to_us
 from tests.gateway.interop.peers import NodePeer, free_port
@@ -197,6 +198,58 @@ async def test_basic256sha256_with_username(tmp_path) -> None:  # type: ignore[n
 
 def msgspec_replace(cfg: OpcUaSourceConfig, **changes: Any) -> OpcUaSourceConfig:
     """A copy of a config with some fields changed."""
-    import msgspec
-
     return msgspec.structs.replace(cfg, **changes)
+
+
+URI = "urn:shopfloor:interop:presses"
+
+
+def namespace_index(peer: NodePeer) -> int:
+    """The index the peer gave its variables' namespace, from its READY line."""
+    return int(peer.ready_line.split("ns=")[1].split()[0])
+
+
+async def test_browse_writes_nsu_ids_that_survive_a_restart_renumbering_the_namespace() -> None:
+    port = free_port()
+    first = await start_peer(port, f"--uri={URI}", "--extra-ns=0")
+    before = namespace_index(first)
+    restarted: NodePeer | None = None
+    try:
+        found = await browse(endpoint(first), "Press1/Temperature")
+        assert [t["node_id"] for t in found] == [f"nsu={URI};s=Press1.Temperature"]
+        assert found[0]["data_type"] == "float"
+        # browse -> config -> data; beside it, the same variable by index, and a namespace the server lacks
+        tags = msgspec.convert(found, list[OpcUaTag]) + [
+            OpcUaTag(name="by_index", node_id=f"ns={before};s=Press1.Temperature", data_type="float"),
+            OpcUaTag(name="elsewhere", node_id="nsu=urn:not:here;s=Press1.Temperature", data_type="float"),
+        ]
+        source = OpcUaSource(msgspec_replace(config(first, {}), tags=tags))
+        sink = MemorySink()
+        name = found[0]["name"]
+        async with running(source.run(sink), ready=lambda: source.status.connected):
+            ts = "2026-03-01T12:00:00.125Z"
+            await first.command({"set": "Press1.Temperature", "value": 30.5, "ts": ts})
+            await sink.wait_for(lambda s: has(s, name, to_us(datetime.fromisoformat(ts.replace("Z", "+00:00"))))
+                                and has(s, "by_index", to_us(datetime.fromisoformat(ts.replace("Z", "+00:00")))))
+            assert "urn:not:here" in source.status.tag_errors["elsewhere"]
+            assert "NamespaceArray" in source.status.tag_errors["elsewhere"]
+
+            await first.stop()
+            await wait_until(lambda: not source.status.connected, what="the loss noticed")
+            restarted = await start_peer(port, f"--uri={URI}", "--extra-ns=3")
+            assert namespace_index(restarted) != before  # same URI, another index
+            await wait_until(lambda: source.status.connected, timeout=20, what="reconnected")
+            ts = "2026-03-01T12:00:01.250Z"
+            await restarted.command({"set": "Press1.Temperature", "value": 31.75, "ts": ts})
+            want = to_us(datetime.fromisoformat(ts.replace("Z", "+00:00")))
+            await sink.wait_for(lambda s: has(s, name, want))
+            await wait_until(lambda: "by_index" in source.status.tag_errors, what="the index-bound tag refused")
+        (reading,) = [r for r in sink.readings if r.tag == name and r.source_ts and us(r.source_ts) == want]
+        assert (reading.value, reading.quality) == (31.75, Quality.GOOD)
+        # the id bound to the old index now names nothing (or something else): why browse writes nsu=
+        assert not has(sink, "by_index", want)
+        assert "BadNodeIdUnknown" in source.status.tag_errors["by_index"]
+    finally:
+        await first.stop()
+        if restarted is not None:
+            await restarted.stop()
