@@ -74,7 +74,11 @@ def _timestamp(dv: ua.DataValue) -> datetime | None:
 def _value(tag: OpcUaTag, variant: ua.Variant) -> float | int | bool | str:
     v = variant.Value
     if variant.is_array or isinstance(v, (list, tuple)):
-        raise ValueError("arrays are not supported")
+        if tag.index is None:
+            raise ValueError(f"an array of {len(v)}: set `index` to read one element per tag")
+        if len(v) != 1:  # the server ignored the IndexRange
+            raise ValueError(f"asked for element {tag.index}, got an array of {len(v)}")
+        v = v[0]
     if variant.VariantType is ua.VariantType.Float and isinstance(v, float):
         # a Float arrives widened to double: 20.3 would read 20.299999237060547
         v = float32_value(v)
@@ -252,7 +256,9 @@ class OpcUaSource:
             MaxAge=0,
             TimestampsToReturn=ua.TimestampsToReturn.Both,
             NodesToRead=[
-                ua.ReadValueId(NodeId=session.nodes[t.name].nodeid, AttributeId=ua.AttributeIds.Value) for t in tags
+                ua.ReadValueId(NodeId=session.nodes[t.name].nodeid, AttributeId=ua.AttributeIds.Value,
+                               IndexRange=t.index_range)
+                for t in tags
             ],
         )
         loop = asyncio.get_running_loop()

@@ -29,6 +29,8 @@ _HAS_PROPERTY = ua.NodeId(ua.ObjectIds.HasProperty)
 # the Server object holds the server's own diagnostics: thousands of nodes nobody historizes
 _SKIP = {ua.NodeId(ua.ObjectIds.Server)}
 _CHUNK = 200
+MAX_ELEMENTS = 64
+"""Arrays longer than this are left out of browse output (one tag per element would flood the config)."""
 _FLOATS = {ua.VariantType.Float, ua.VariantType.Double}
 _INTS = {
     ua.VariantType.SByte, ua.VariantType.Byte, ua.VariantType.Int16, ua.VariantType.UInt16,
@@ -51,6 +53,8 @@ class _Variable:
     units_node: ua.NodeId | None = None
     data_type: str | None = None
     unit: str = ""
+    length: int | None = None
+    """For a one-dimensional array: its current length (one tag per element); None: a scalar."""
 
 
 def _matcher(pattern: str) -> Callable[[str], bool]:
@@ -160,10 +164,24 @@ async def _describe(client: Client, variables: list[_Variable]) -> None:
     datatypes = await _read(client, nodes, ua.AttributeIds.DataType)
     ranks = await _read(client, nodes, ua.AttributeIds.ValueRank)
     cache: dict[ua.NodeId, str | None] = {}
+    arrays: list[_Variable] = []
     for var, dt, rank in zip(variables, datatypes, ranks):
-        is_array = rank.Value is not None and isinstance(rank.Value.Value, int) and rank.Value.Value >= 0
-        if dt.Value is not None and isinstance(dt.Value.Value, ua.NodeId) and not is_array:
+        value_rank = rank.Value.Value if rank.Value is not None and isinstance(rank.Value.Value, int) else -1
+        if value_rank >= 0 and value_rank != 1:
+            continue  # matrices (and "one or more dimensions"): no tag per element
+        if dt.Value is not None and isinstance(dt.Value.Value, ua.NodeId):
             var.data_type = await _data_type(client, dt.Value.Value, cache)
+        if value_rank == 1 and var.data_type is not None:
+            arrays.append(var)
+    # an array becomes one tag per element it holds now (read once, batched), up to MAX_ELEMENTS
+    for var, dv in zip(arrays, await _read(client, [v.node_id for v in arrays], ua.AttributeIds.Value)):
+        items = dv.Value.Value if dv.Value is not None else None
+        if isinstance(items, (list, tuple)) and 0 < len(items) <= MAX_ELEMENTS:
+            var.length = len(items)
+        else:
+            log.info("browse: %s left out (array of %s elements)", "/".join(var.path),
+                     len(items) if isinstance(items, (list, tuple)) else "unknown")
+            var.data_type = None
     with_units = [v for v in variables if v.units_node is not None]
     units = await _read(client, [v.units_node for v in with_units if v.units_node is not None], ua.AttributeIds.Value)
     for var, eu in zip(with_units, units):
@@ -199,14 +217,21 @@ def _as_tags(variables: list[_Variable], namespaces: Sequence[str] = ()) -> list
     for var, name in zip(variables, short):
         if counts[name] > 1:
             name = ".".join(_slug(p) for p in var.path)
-        tag: dict[str, Any] = {"name": name, "node_id": expanded(var.node_id, namespaces), "data_type": var.data_type}
-        if var.unit:
-            tag["unit"] = var.unit
-        if len(var.path) >= 2:
-            tag["machine"] = var.path[-2]
-        tag["category"] = _category(var.path[-1])
-        tag["description"] = "/".join(var.path)
-        tags.append(tag)
+        for index in range(var.length) if var.length is not None else (None,):
+            tag: dict[str, Any] = {
+                "name": name if index is None else f"{name}_{index}",
+                "node_id": expanded(var.node_id, namespaces),
+                "data_type": var.data_type,
+            }
+            if index is not None:
+                tag["index"] = index
+            if var.unit:
+                tag["unit"] = var.unit
+            if len(var.path) >= 2:
+                tag["machine"] = var.path[-2]
+            tag["category"] = _category(var.path[-1])
+            tag["description"] = "/".join(var.path) + ("" if index is None else f"[{index}]")
+            tags.append(tag)
     return tags
 
 

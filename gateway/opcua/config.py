@@ -30,6 +30,9 @@ class OpcUaTag(TagConfig, kw_only=True, forbid_unknown_fields=True):
     deadband_type: str = "none"
     """Server-side filter: 'none', 'absolute' (in the variable's unit) or 'percent' (of its EURange)."""
     deadband_value: float = 0.0
+    index: int | None = None
+    """One element of a one-dimensional array variable (read with an OPC UA IndexRange, so the server
+    reports changes of that element only); none: the variable holds a scalar."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -51,6 +54,15 @@ class OpcUaTag(TagConfig, kw_only=True, forbid_unknown_fields=True):
             raise ValueError(f"deadband_value: a percentage must be <= 100, got {self.deadband_value}")
         if self.deadband_type != "none" and self.data_type not in ("float", "int"):
             raise ValueError(f"deadband_type: a deadband needs a numeric data_type, not {self.data_type!r}")
+        if self.index is not None and self.index < 0:
+            raise ValueError(f"index: must be >= 0, got {self.index}")
+        if self.index is not None and self.writable:
+            raise ValueError("index: writing one element of an array is not supported; set writable = false")
+
+    @property
+    def index_range(self) -> str | None:
+        """The OPC UA IndexRange of the element read, or None for a scalar."""
+        return None if self.index is None else str(self.index)
 
     def ua_node_id(self) -> ua.NodeId:
         """The node id as asyncua's NodeId."""

@@ -85,7 +85,8 @@ def _request(
     if mfilter is not None:
         params.Filter = mfilter
     return ua.MonitoredItemCreateRequest(
-        ItemToMonitor=ua.ReadValueId(NodeId=session.monitored[tag.name], AttributeId=ua.AttributeIds.Value),
+        ItemToMonitor=ua.ReadValueId(NodeId=session.monitored[tag.name], AttributeId=ua.AttributeIds.Value,
+                                     IndexRange=tag.index_range),
         MonitoringMode=ua.MonitoringMode.Reporting,
         RequestedParameters=params,
     )

@@ -303,6 +303,8 @@ async def test_browse_finds_the_plant_and_renders_toml_that_loads(plant: OpcUaPl
         ({"tags": [{"name": "a", "node_id": "ns=2;s=x", "deadband_type": "relative"}]}, "deadband_type"),
         ({"tags": [{"name": "a", "node_id": "ns=2;s=x", "deadband_value": 1.0}]}, "deadband_value"),
         ({"tags": [{"name": "a", "node_id": "ns=2;s=x", "queue_size": 0}]}, "queue_size"),
+        ({"tags": [{"name": "a", "node_id": "ns=2;s=x", "index": -1}]}, "index"),
+        ({"tags": [{"name": "a", "node_id": "ns=2;s=x", "index": 2, "writable": True}]}, "index"),
         ({"tags": [{"name": "a", "node_id": "ns=2;s=x", "data_type": "text", "deadband_type": "absolute"}]}, "deadband_type"),
         ({"tags": [{"name": "a", "node_id": "ns=2;s=x"}, {"name": "a", "node_id": "ns=2;s=y"}]}, "tags"),
         ({"tags": [{"name": "a"}]}, "node_id"),

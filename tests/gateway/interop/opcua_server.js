@@ -28,7 +28,19 @@ const VARIABLES = [
   ["Press2", "Total", "UInt32", 7],
   ["Press2", "Level", "Byte", 9],
   ["Press2", "Speed", "Double", 0.0],
+  ["Press2", "Profile", "Double", [1.5, 2.5, 3.5, 4.5]],  // an array variable (ValueRank 1)
+  ["Press2", "Counts", "UInt16", [0, 0, 0]],
 ];
+
+function variantOf(type, value) {
+  return Array.isArray(value)
+    ? new opcua.Variant({ dataType: type, arrayType: opcua.VariantArrayType.Array, value })
+    : new opcua.Variant({ dataType: type, value });
+}
+
+function ArrayLike(v) {
+  return Array.isArray(v) || ArrayBuffer.isView(v);  // node-opcua keeps numeric arrays as typed arrays
+}
 
 function parseStatus(name) {
   return name ? opcua.StatusCodes[name] : opcua.StatusCodes.Good;
@@ -79,10 +91,12 @@ async function main() {
       folders[folder] = ns.addFolder(objects, { browseName: folder, nodeId: `s=${folder}` });
     }
     const id = `${folder}.${name}`;
+    const array = Array.isArray(initial);
     nodes[id] = ns.addVariable({
       componentOf: folders[folder], browseName: name, nodeId: `s=${id}`, dataType: TYPES[type],
       accessLevel: "CurrentRead | CurrentWrite", userAccessLevel: "CurrentRead | CurrentWrite",
-      value: new opcua.Variant({ dataType: TYPES[type], value: initial }),
+      valueRank: array ? 1 : -1, arrayDimensions: array ? [initial.length] : null,
+      value: variantOf(TYPES[type], initial),
     });
     nodes[id].on("value_changed", (dv) => {
       if (fromStdin) return;
@@ -102,14 +116,15 @@ async function main() {
     }
     const node = nodes[cmd.set];
     const ts = cmd.ts ? new Date(cmd.ts) : new Date();
-    const variant = new opcua.Variant({ dataType: node.getBasicDataType(), value: cmd.value });
+    const variant = variantOf(node.getBasicDataType(), cmd.value);
     fromStdin = true;
     try {
       node.setValueFromSource(variant, parseStatus(cmd.status), ts);
     } finally {
       fromStdin = false;
     }
-    console.log(JSON.stringify({ set: cmd.set, value: node.readValue().value.value, ts: ts.toISOString(),
+    const now = node.readValue().value.value;
+    console.log(JSON.stringify({ set: cmd.set, value: ArrayLike(now) ? Array.from(now) : now, ts: ts.toISOString(),
       status: node.readValue().statusCode.name }));
   });
   process.on("SIGTERM", () => server.shutdown(0).then(() => process.exit(0)));

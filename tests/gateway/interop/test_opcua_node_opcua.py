@@ -253,3 +253,46 @@ async def test_browse_writes_nsu_ids_that_survive_a_restart_renumbering_the_name
         await first.stop()
         if restarted is not None:
             await restarted.stop()
+
+
+@pytest.mark.parametrize("mode", ["subscribe", "poll"])
+async def test_array_variables_browse_to_one_tag_per_element_read_with_an_index_range(
+    peer: NodePeer, mode: str
+) -> None:
+    found = {t["name"]: t for t in await browse(endpoint(peer), "Press2/*")}
+    assert [found[f"press2.profile_{i}"]["index"] for i in range(4)] == [0, 1, 2, 3]
+    assert found["press2.profile_2"]["description"] == "Press2/Profile[2]"
+    assert found["press2.counts_1"]["data_type"] == "int" and "press2.counts_3" not in found
+    assert "index" not in found["press2.speed"]
+    elements = [t for n, t in found.items() if "profile" in n or "counts" in n]
+    source = OpcUaSource(msgspec_replace(config(peer, {}, mode=mode), tags=msgspec.convert(elements, list[OpcUaTag])))
+    sink = MemorySink()
+    async with running(source.run(sink), ready=lambda: source.status.connected):
+        ts = "2026-03-01T13:00:00.125Z"
+        logged = await peer.command({"set": "Press2.Profile", "value": [10.5, -1.25, 3.0, 8.0], "ts": ts})
+        assert logged["value"] == [10.5, -1.25, 3.0, 8.0]
+        at = to_us(datetime.fromisoformat(ts.replace("Z", "+00:00")))
+        await sink.wait_for(lambda s: all(has(s, f"press2.profile_{i}", at) for i in range(4)))
+        ts2 = "2026-03-01T13:00:01.125Z"
+        await peer.command({"set": "Press2.Counts", "value": [7, 65535, 0], "ts": ts2})
+        at2 = to_us(datetime.fromisoformat(ts2.replace("Z", "+00:00")))
+        # element 2 stays 0: a monitored item with an IndexRange reports changes of its element only,
+        # a poll sees the new source timestamp
+        changed = range(2) if mode == "subscribe" else range(3)
+        await sink.wait_for(lambda s: all(has(s, f"press2.counts_{i}", at2) for i in changed))
+        assert source.status.tag_errors == {} and source.status.tags_live == 7
+    got = {r.tag: r.value for r in sink.readings if r.source_ts and us(r.source_ts) in (at, at2)}
+    want = {"press2.profile_0": 10.5, "press2.profile_1": -1.25, "press2.profile_2": 3.0,
+            "press2.profile_3": 8.0, "press2.counts_0": 7, "press2.counts_1": 65535}
+    assert got == (want if mode == "subscribe" else want | {"press2.counts_2": 0})
+    assert sink.dead_letters == []
+
+
+async def test_an_array_without_index_is_dead_lettered_saying_what_to_set(peer: NodePeer) -> None:
+    source = OpcUaSource(config(peer, {"profile": ("Press2.Profile", "float", None, None)}))
+    sink = MemorySink()
+    async with running(source.run(sink), ready=lambda: source.status.connected):
+        await sink.wait_for(lambda s: len(s.dead_letters) == 1)
+    reason, payload = sink.dead_letters[0]
+    assert reason == "profile: an array of 4: set `index` to read one element per tag"
+    assert payload["node_id"] == "ns=1;s=Press2.Profile"
