@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Iterable
+
 import msgspec
 
 from gateway.camera.config import CameraFolderSourceConfig
+from gateway.http import HttpConfig
 from gateway.modbus.config import ModbusSourceConfig
 from gateway.mqtt.config import MqttSourceConfig
 from gateway.opcua.config import OpcUaSourceConfig
@@ -35,17 +39,28 @@ class GatewayConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     spool: SpoolConfig = msgspec.field(default_factory=SpoolConfig)
     status_interval: float = 2.0
+    http: HttpConfig = msgspec.field(default_factory=HttpConfig)
+    """`[gateway.http]`: /health and /metrics of `shopfloor gateway run`."""
     sources: list[SourceConfig] = []
 
     def __post_init__(self) -> None:
-        names = [s.name for s in self.sources]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(s.name for s in self.sources)
         if dupes:
             raise ValueError(f"sources: names must be unique, repeated: {', '.join(dupes)}")
-        tags = [t.name for s in self.sources for t in _tags(s)]
-        dupes = sorted({n for n in tags if tags.count(n) > 1})
-        if dupes:
-            raise ValueError(f"sources: tag names must be unique across sources, repeated: {', '.join(dupes[:5])}")
+        owner: dict[str, str] = {}
+        clashes: list[str] = []
+        for s in self.sources:
+            for t in _tags(s):
+                first = owner.setdefault(t.name, s.name)
+                if first != s.name:
+                    clashes.append(f"{t.name!r} in {first!r} and {s.name!r}")
+        if clashes:
+            raise ValueError(f"sources: tag names must be unique across sources, repeated: {', '.join(clashes[:5])}")
+
+
+def repeated(names: Iterable[str]) -> list[str]:
+    """The names that occur more than once, sorted; one pass (a 20,000-tag config must load in well under 1 s)."""
+    return sorted(n for n, k in Counter(names).items() if k > 1)
 
 
 def _tags(source: SourceConfig) -> list:  # type: ignore[type-arg]
