@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 from litestar import Litestar
 from litestar.config.allowed_hosts import AllowedHostsConfig
@@ -29,6 +31,7 @@ from api.mes import mes_router
 from api.observe import observe
 from api.sources import SourceController
 from api.spc import SpcController
+from api.stream import StreamController, StreamHub, StreamLimits
 from api.system import SystemController
 from api.tags import TagController
 from api.schedules import DispatchController, ScheduleController
@@ -56,8 +59,10 @@ _SECURITY = Components(security_schemes={
 })
 
 
-def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | None = None) -> Litestar:
-    """The API over the historian at dsn."""
+def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | None = None,
+               pages: Sequence[Any] = (), middleware: Sequence[Any] = (), template_config: Any = None,
+               stream: StreamLimits | None = None) -> Litestar:
+    """The API over the historian at dsn; pages, middleware and templates are the command center's (web/)."""
     api_config = config or ApiConfig()
     pool_size = pool_size or api_config.pool_size
 
@@ -70,16 +75,23 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
         app.state.pool = pool
         app.state.api_config = api_config
         app.state.key_check = KeyCheck(api_config.users, KeyStore())
+        app.state.stream = StreamHub(dsn, stream)
+        follower = asyncio.create_task(app.state.stream.run(), name="stream hub")
         try:
             yield
         finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
             await pool.close()
 
     app = Litestar(
         route_handlers=[create_static_files_router("/schema/assets", [_ASSETS], include_in_schema=False),
                         SystemController, TagController, WriteController, SourceController, MachineController,
                         AlarmController, WhatIfController, SpcController, mes_router, KpiController,
-                        ScheduleController, DispatchController, InspectionController],
+                        ScheduleController, DispatchController, InspectionController, StreamController, *pages],
+        middleware=list(middleware),
+        template_config=template_config,
         exception_handlers={**FAILURES, **HANDLERS},  # type: ignore[arg-type]
         lifespan=[lifespan],
         before_request=check_request,

@@ -14,7 +14,7 @@ from pathlib import Path
 from inspection import cli as vision_cli
 from shopfloor import data_fetch, models_cli
 from scheduling import cli as scheduling_cli
-from shopfloor import api_cli
+from shopfloor import api_cli, web_cli
 from shopfloor.config import Config, ConfigError, load
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -57,8 +57,8 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    """Serve the API over an existing historian, as [api] says (keys, TLS, timeouts, limits)."""
-    from api.app import create_app
+    """Serve the API and the command center over an existing historian, as [api] says (keys, TLS, limits)."""
+    from web.app import create_app
 
     dsn = _dsn(args, config)
     vision_cli.sync(dsn, config.inspection)  # the API judges images with the configured stations
@@ -192,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     services.add_argument("action", choices=["up", "down", "status"])
     services.set_defaults(func=cmd_services)
     api_cli.add_commands(sub, _dsn)  # keys create|list|revoke|hash
+    web_cli.add_commands(sub, _dsn)  # users create|list|disable|unlock
     api_cli.frame(parser)  # options after the subcommand, --version
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import msgspec
 import uvicorn
 
-from api.app import create_app
+from web.app import create_app
+from web.users import first_user
 from api.config import ApiUser
 from gateway.service import Gateway
 from historian.db import connect
@@ -114,6 +115,10 @@ async def _prepare(dsn: str, config: Config) -> None:
     try:
         applied = await migrate(conn)
         await seed_mes(conn, speed=config.plant.speedup)
+        password = await first_user(conn, "demo", "admin")
+        if password:
+            print(f"command center user 'demo' (admin) created; its password: {password} "
+                  "(`shopfloor users` adds others)")
     finally:
         await conn.close()
     if applied:
@@ -144,6 +149,7 @@ async def _serve(config: Config, dsn: str, state, stop: asyncio.Event, stopped: 
         }
         meters = asyncio.create_task(seed_energy_meters(dsn, ENERGY_TAGS))
         stopping = asyncio.create_task(stop.wait())
+        print(f"command center: {base}/  (sign in; live over {base}/api/v1/stream)")
         print(f"API: {base}/api/v1/machines  {base}/api/v1/alarms  {base}/api/v1/tags/latest  {base}/api/v1/sources  "
               f"{base}/metrics  docs: {base}/schema/swagger")
         print(f"SQL: psql {dsn} -c 'SELECT * FROM samples_named ORDER BY ts DESC LIMIT 10'")
