@@ -438,11 +438,14 @@ class HistorianWriter:
         spans = merge_spans([span for span in map(dirty_span, parts) if span is not None])
         if not spans:
             return
-        async with conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO rollup_dirty (tag_ids, lo, hi) VALUES (%s, %s, %s)",
-                [(tags, from_us(lo), from_us(hi)) for tags, lo, hi in spans],
-            )
+        # one statement, the tag lists as array literals: psycopg's list dumper, one Python call per
+        # tag id, was a seventh of the gateway's CPU with 50 sources (a span each) per flush
+        await conn.execute(
+            "INSERT INTO rollup_dirty (tag_ids, lo, hi)"
+            " SELECT t::int[], l, h FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS u(t, l, h)",
+            ([f"{{{','.join(map(str, tags))}}}" for tags, _, _ in spans],
+             [from_us(lo) for _, lo, _ in spans], [from_us(hi) for _, _, hi in spans]),
+        )
 
     async def _insert_dead_letters(self, conn: psycopg.AsyncConnection, letters: list[DeadLetter]) -> None:
         if not letters:
