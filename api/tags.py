@@ -12,6 +12,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
+from api import cursor as cursors
 from api.auth import requires
 from api.deps import provide_conn
 from historian import query
@@ -64,6 +65,8 @@ class SamplesOut(msgspec.Struct):
     """aggregates per bucket, when a bucket was asked for"""
     bucket: str | None = None
     agg: str | None = None
+    next_cursor: str | None = None
+    """raw pages: pass as `cursor` for the rows after this page; null when the range has no more"""
 
 
 class LatestOut(msgspec.Struct):
@@ -135,15 +138,27 @@ class TagController(Controller):
         end: Annotated[datetime, QueryParameter(description="exclusive, ISO 8601 with a zone")],
         bucket: Annotated[str | None, QueryParameter(description="e.g. 30s, 5m, 1h, 1d or PT5M")] = None,
         agg: Annotated[str, QueryParameter(description="avg, min, max, count, first or last")] = "avg",
-        limit: Annotated[int, QueryParameter(description="raw rows at most", ge=1, le=query.MAX_RAW_ROWS)] = 10_000,
+        limit: Annotated[int, QueryParameter(description="raw rows per page", ge=1, le=query.MAX_RAW_ROWS)] = 10_000,
+        cursor: Annotated[str | None, QueryParameter(
+            description="raw pages: the `next_cursor` of the previous page (same tag, start and end)",
+            max_length=cursors.MAX_CURSOR)] = None,
     ) -> SamplesOut:
-        """Raw samples in [start, end), or aggregates per bucket from the coarsest rollup that answers."""
+        """Raw samples in [start, end) a page at a time, or aggregates per bucket from the coarsest rollup that answers.
+
+        A full raw page carries `next_cursor`; asking again with it returns the rows after the page's last one,
+        each row once, even while new rows arrive.
+        """
         if bucket is None:
             if agg != "avg":
                 raise InvalidParameterError("agg", "needs a bucket")
+            after = cursors.decode(cursor, name) if cursor is not None else None
             tag = await query.resolve(conn, name)
-            points = await query.raw(conn, name, start, end, limit)
-            return SamplesOut(tag.name, tag.unit, start, end, tag.table, points=[_point(p) for p in points])  # type: ignore[misc]
+            points = await query.raw(conn, name, start, end, limit, after=after)
+            more = cursors.encode(name, points[-1].ts) if len(points) == limit else None
+            return SamplesOut(tag.name, tag.unit, start, end, tag.table,  # type: ignore[misc]
+                              points=[_point(p) for p in points], next_cursor=more)
+        if cursor is not None:
+            raise InvalidParameterError("cursor", "only raw pages (no bucket) have cursors")
         try:
             width = query.parse_interval(bucket, "bucket")
         except OverflowError:

@@ -124,15 +124,24 @@ async def resolve(conn: psycopg.AsyncConnection, name: str) -> TagRef:
 
 
 async def raw(
-    conn: psycopg.AsyncConnection, name: str, start: datetime, end: datetime, limit: int = MAX_RAW_ROWS
+    conn: psycopg.AsyncConnection, name: str, start: datetime, end: datetime, limit: int = MAX_RAW_ROWS,
+    after: datetime | None = None,
 ) -> list[Point]:
-    """Every stored value of a tag in [start, end), oldest first, at most limit rows."""
+    """Every stored value of a tag in [start, end), oldest first, at most limit rows; only those after `after`.
+
+    (tag_id, ts) is unique, so `after` = the last row's time continues a page exactly where it stopped
+    (a keyset page: each row once, however many rows arrive meanwhile).
+    """
     check_range(start, end)
     if not 1 <= limit <= MAX_RAW_ROWS:
         raise InvalidParameterError("limit", f"must be 1..{MAX_RAW_ROWS}, got {limit}")
     tag = await resolve(conn, name)
+    if after is not None and after >= start:
+        start, first = after, "ts > %s"  # a plain range keeps the (tag_id, ts) index scan
+    else:
+        first = "ts >= %s"
     cur = await conn.execute(
-        f"SELECT ts, value, quality FROM {tag.table} WHERE tag_id = %s AND ts >= %s AND ts < %s ORDER BY ts LIMIT %s",
+        f"SELECT ts, value, quality FROM {tag.table} WHERE tag_id = %s AND {first} AND ts < %s ORDER BY ts LIMIT %s",
         (tag.id, start, end, limit),
     )
     return [Point(*r) for r in await cur.fetchall()]
