@@ -18,18 +18,39 @@ SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
 DEADBAND_TYPES = ("none", "absolute", "percent")
 
 
+def check_monitoring(sampling_interval: float | None, queue_size: int | None, deadband_type: str | None,
+                     deadband_value: float | None, data_type: str | None) -> None:
+    """Validate monitored-item settings of a tag or a source's defaults (None: not set here)."""
+    if sampling_interval is not None and sampling_interval < 0:
+        raise ValueError(f"sampling_interval: must be >= 0, got {sampling_interval}")
+    if queue_size is not None and queue_size < 1:
+        raise ValueError(f"queue_size: must be >= 1, got {queue_size}")
+    if deadband_type is not None and deadband_type not in DEADBAND_TYPES:
+        raise ValueError(f"deadband_type: {deadband_type!r} is not one of {', '.join(DEADBAND_TYPES)}")
+    if deadband_value is not None and deadband_value < 0:
+        raise ValueError(f"deadband_value: must be >= 0, got {deadband_value}")
+    if deadband_type == "none" and deadband_value:
+        raise ValueError("deadband_value: set, but deadband_type is 'none'")
+    if deadband_type == "percent" and deadband_value is not None and deadband_value > 100:
+        raise ValueError(f"deadband_value: a percentage must be <= 100, got {deadband_value}")
+    if deadband_type not in (None, "none") and data_type is not None and data_type not in ("float", "int"):
+        raise ValueError(f"deadband_type: a deadband needs a numeric data_type, not {data_type!r}")
+
+
 class OpcUaTag(TagConfig, kw_only=True, forbid_unknown_fields=True):
     """One OPC UA variable read as a tag."""
 
     node_id: str
     """The variable's node id in string form, e.g. "ns=2;s=press1.Temperature"."""
     sampling_interval: float | None = None
-    """How often (s) the server samples the variable; unset: the source's publishing_interval."""
-    queue_size: int = 1
-    """How many changes the server keeps between two publishes (1: only the latest)."""
-    deadband_type: str = "none"
-    """Server-side filter: 'none', 'absolute' (in the variable's unit) or 'percent' (of its EURange)."""
-    deadband_value: float = 0.0
+    """How often (s) the server samples the variable; unset: the source's, else its publishing_interval."""
+    queue_size: int | None = None
+    """How many changes the server keeps between two publishes; unset: the source's (default 1, the latest)."""
+    deadband_type: str | None = None
+    """Server-side filter: 'none', 'absolute' (in the variable's unit) or 'percent' (of its EURange);
+    unset: the source's for numeric tags, 'none' for the others."""
+    deadband_value: float | None = None
+    """Unset: the source's."""
     index: int | None = None
     """One element of a one-dimensional array variable (read with an OPC UA IndexRange, so the server
     reports changes of that element only); none: the variable holds a scalar."""
@@ -40,20 +61,8 @@ class OpcUaTag(TagConfig, kw_only=True, forbid_unknown_fields=True):
             ua.NodeId.from_string(self.node_id)
         except (ua.UaError, ValueError) as e:
             raise ValueError(f"node_id: {self.node_id!r} is not an OPC UA node id ({e})") from None
-        if self.sampling_interval is not None and self.sampling_interval < 0:
-            raise ValueError(f"sampling_interval: must be >= 0, got {self.sampling_interval}")
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size: must be >= 1, got {self.queue_size}")
-        if self.deadband_type not in DEADBAND_TYPES:
-            raise ValueError(f"deadband_type: {self.deadband_type!r} is not one of {', '.join(DEADBAND_TYPES)}")
-        if self.deadband_value < 0:
-            raise ValueError(f"deadband_value: must be >= 0, got {self.deadband_value}")
-        if self.deadband_type == "none" and self.deadband_value:
-            raise ValueError("deadband_value: set, but deadband_type is 'none'")
-        if self.deadband_type == "percent" and self.deadband_value > 100:
-            raise ValueError(f"deadband_value: a percentage must be <= 100, got {self.deadband_value}")
-        if self.deadband_type != "none" and self.data_type not in ("float", "int"):
-            raise ValueError(f"deadband_type: a deadband needs a numeric data_type, not {self.data_type!r}")
+        check_monitoring(self.sampling_interval, self.queue_size, self.deadband_type, self.deadband_value,
+                         self.data_type)
         if self.index is not None and self.index < 0:
             raise ValueError(f"index: must be >= 0, got {self.index}")
         if self.index is not None and self.writable:
@@ -104,6 +113,14 @@ class OpcUaSourceConfig(msgspec.Struct, tag="opcua", tag_field="type", kw_only=T
     batch_size: int = 5000
     max_pending: int = 100_000
     """Readings kept while the sink is slow; beyond this the oldest are dropped (and counted)."""
+    sampling_interval: float | None = None
+    """Default of the tags' sampling_interval; unset: publishing_interval."""
+    queue_size: int = 1
+    """Default of the tags' queue_size."""
+    deadband_type: str = "none"
+    """Default of the numeric tags' deadband_type (text and bool tags get 'none')."""
+    deadband_value: float = 0.0
+    """Default of the tags' deadband_value."""
     tags: list[OpcUaTag] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -146,6 +163,29 @@ class OpcUaSourceConfig(msgspec.Struct, tag="opcua", tag_field="type", kw_only=T
             if tag.name in seen:
                 raise ValueError(f"tags: tag name {tag.name!r} appears twice")
             seen.add(tag.name)
+        check_monitoring(self.sampling_interval, self.queue_size, self.deadband_type, self.deadband_value, None)
+        self.tags = [self.effective(tag) for tag in self.tags]
+
+    def effective(self, tag: OpcUaTag) -> OpcUaTag:
+        """The tag with the source's monitoring defaults where it sets none itself (validated again)."""
+        unset = (tag.queue_size, tag.deadband_type, tag.deadband_value)
+        if None not in unset and (tag.sampling_interval is not None or self.sampling_interval is None):
+            return tag
+        numeric = tag.data_type in ("float", "int")
+        kind = tag.deadband_type if tag.deadband_type is not None else (self.deadband_type if numeric else "none")
+        value = tag.deadband_value
+        if value is None:
+            value = self.deadband_value if kind != "none" else 0.0
+        try:
+            return msgspec.structs.replace(
+                tag,
+                sampling_interval=tag.sampling_interval if tag.sampling_interval is not None else self.sampling_interval,
+                queue_size=tag.queue_size if tag.queue_size is not None else self.queue_size,
+                deadband_type=kind,
+                deadband_value=value,
+            )
+        except ValueError as e:
+            raise ValueError(f"{e} (tag {tag.name!r} with the source's defaults)") from None
 
     @property
     def secure(self) -> bool:

@@ -129,7 +129,10 @@ class Monitor:
         self.config = config
         self.listener = listener
         # client handles are positions in the tag list, so a recreated item maps to the same tag
-        self.tags_by_handle = {i: tag for i, tag in enumerate(config.tags, start=1) if tag.name in session.monitored}
+        # effective: a tag added to config.tags after load gets the source's defaults here too
+        self.tags_by_handle = {
+            i: config.effective(tag) for i, tag in enumerate(config.tags, start=1) if tag.name in session.monitored
+        }
         self.generation = 0
         self._sub: Subscription | None = None
         self._started = 0.0

@@ -296,3 +296,37 @@ async def test_an_array_without_index_is_dead_lettered_saying_what_to_set(peer: 
     reason, payload = sink.dead_letters[0]
     assert reason == "profile: an array of 4: set `index` to read one element per tag"
     assert payload["node_id"] == "ns=1;s=Press2.Profile"
+
+
+async def test_tags_inherit_the_sources_queue_size_and_deadband(peer: NodePeer) -> None:
+    # source-level defaults: every numeric tag gets a queue of 10 and an absolute deadband of 1.0
+    cfg = config(peer, {"temp": TYPES["temp"], "recipe": TYPES["recipe"]}, sampling_interval=0.0, queue_size=10,
+                 deadband_type="absolute", deadband_value=1.0)  # fmt: skip
+    temp, recipe = cfg.tags
+    assert (temp.queue_size, temp.deadband_type, temp.deadband_value, temp.sampling_interval) == (10, "absolute", 1.0, 0.0)
+    assert (recipe.queue_size, recipe.deadband_type) == (10, "none")  # no deadband on text
+    source = OpcUaSource(cfg)
+    sink = MemorySink()
+    async with running(source.run(sink), ready=lambda: source.status.connected):
+        await sink.wait_for(lambda s: s.values("temp") == [20.0])
+        stamps = [to_us(stamp(500 + i)) for i in range(5)]
+
+        async def put(i: int, value: float) -> None:
+            ts = stamp(500 + i).isoformat().replace("+00:00", "Z")
+            await peer.command({"set": "Press1.Temperature", "value": value, "ts": ts})
+
+        await put(0, 30.0)
+        await sink.wait_for(lambda s: s.values("temp")[-1] == 30.0)
+        await put(1, 30.5)  # inside the inherited deadband of the last reported 30.0: the server keeps it back
+        await peer.command({"set": "Press1.Recipe", "value": "Y"})  # a later change of the same subscription
+        await sink.wait_for(lambda s: s.values("recipe")[-1:] == ["Y"])
+        assert sink.values("temp")[-1] == 30.0
+        await put(2, 32.0)
+        await sink.wait_for(lambda s: s.values("temp")[-1] == 32.0)
+        await put(3, 32.25)
+        await put(4, 40.0)
+        await peer.command({"set": "Press1.Recipe", "value": "Z-1"})
+        await sink.wait_for(lambda s: s.values("temp")[-1:] == [40.0] and s.values("recipe")[-1:] == ["Z-1"])
+        assert source.status.last_error == "" and source.status.tag_errors == {}
+    later = [(r.value, us(r.source_ts)) for r in sink.readings if r.tag == "temp" and r.value != 20.0]
+    assert later == [(30.0, stamps[0]), (32.0, stamps[2]), (40.0, stamps[4])]
