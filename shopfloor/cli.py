@@ -125,6 +125,10 @@ def cmd_gateway_run(args: argparse.Namespace, config: Config) -> int:
     async def go() -> None:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(gateway.run())
+            if config.gateway.http.enabled:  # /health and /metrics of this process, loopback by default
+                from gateway.http import serve as serve_http
+
+                tasks.create_task(serve_http(config.gateway.http, gateway))
             if twin is not None:  # the twin reads what the gateway commits, in this process
                 tasks.create_task(twin.run())
 
