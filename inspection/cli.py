@@ -30,7 +30,8 @@ def train(data_set: str, seed: int, epochs: int | None, folds: int | None, out: 
     from datasets import dataset_dir
     from inspection.train import MODELS_DIR, Plan, train_mtile, train_neu
 
-    plan = Plan(seed=seed, epochs=epochs or (12 if data_set == "neu" else 5), folds=folds or 3)
+    plan = Plan(seed=seed, epochs=epochs or (30 if data_set == "neu" else 18), folds=folds or 5,
+                balanced=data_set == "mtile")
     try:
         if data_set == "neu":
             stored = train_neu(dataset_dir("neu-surface-defect", full=True), plan, out or MODELS_DIR)
@@ -145,8 +146,8 @@ def add_commands(sub: Any) -> None:
         if action.dest == "model" and action.choices is not None:
             action.choices = [*action.choices, "vision"]
     train_parser.add_argument("--set", choices=["neu", "mtile"], help="vision: which image set")
-    train_parser.add_argument("--epochs", type=int, help="vision: epochs per fit (default 12 neu, 5 mtile)")
-    train_parser.add_argument("--folds", type=int, help="vision: CV folds (default 3)")
+    train_parser.add_argument("--epochs", type=int, help="vision: epochs per fit (default 30 neu, 18 mtile)")
+    train_parser.add_argument("--folds", type=int, help="vision: CV folds (default 5)")
     others = train_parser.get_default("func")
 
     def train_any(args: argparse.Namespace, config: Any) -> int:

@@ -24,6 +24,16 @@ def wilson(k: int, n: int, z: float = 1.96) -> list[float]:
     return [float(max(0.0, c - h)), float(min(1.0, c + h))]
 
 
+def fold_mean(values: list[float]) -> dict[str, Any]:
+    """Mean over CV folds with a 95 % Student-t interval (k - 1 degrees of freedom) and the per-fold values."""
+    from scipy.stats import t
+
+    v = np.asarray(values, dtype=float)
+    half = float(t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
+    return {"mean": float(v.mean()), "ci95": [float(v.mean() - half), float(v.mean() + half)],
+            "folds": [float(x) for x in v]}
+
+
 def classification(y: np.ndarray, pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
     """accuracy (+ CI), per-class recall and the confusion matrix (rows true, columns predicted)."""
     conf = np.zeros((len(classes), len(classes)), int)

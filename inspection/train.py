@@ -7,6 +7,7 @@ per epoch. Images are decoded once into arrays at the model's input size.
 from __future__ import annotations
 
 import io
+import json
 import math
 import sys
 import time
@@ -27,8 +28,10 @@ from inspection.sets import MTILE_CLASSES, NEU_CLASSES, Sample, mtile_samples, n
 from twin.model_card import ModelCard, StoredModel, save
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-NEU_SIZE = 64
-MTILE_SIZE = 64
+NEU_SIZE = 96
+MTILE_SIZE = 96
+VALID_INPUT = ("any image Pillow decodes (JPEG, PNG, BMP, TIFF), converted to 8-bit grey, up to 20 MB and 40 megapixels; "
+               "resized to the input size without keeping the aspect ratio, as in training")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class Plan:
     lr: float = 3e-3
     seed: int = 0
     threads: int = 1
+    balanced: bool = False  # draw batches with class weights ~ count^-1/2 (and the same in the loss): rare types seen
 
 
 def _seed(seed: int, threads: int) -> None:
@@ -87,15 +91,20 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, plan: Plan, masks: np.nd
     gen = torch.Generator().manual_seed(plan.seed)
     xt, yt = torch.from_numpy(x), torch.from_numpy(y).long()
     mt = torch.from_numpy(masks) if masks is not None else None
-    counts = np.bincount(y, minlength=int(y.max()) + 1).astype(np.float32)
-    weight = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / len(counts))
-    ce = nn.CrossEntropyLoss(weight=weight)
+    counts = np.maximum(np.bincount(y, minlength=int(y.max()) + 1).astype(np.float32), 1)
+    # balanced: half the correction from sampling, half from the loss, so rare classes are neither drowned nor
+    # repeated a dozen times per epoch
+    power = 0.5 if plan.balanced else 1.0
+    weight = torch.from_numpy(counts.sum() / counts ** power / (counts.sum() / counts ** power).mean())
+    draw = torch.from_numpy((1 / np.sqrt(counts))[y].astype(np.float64))
+    ce = nn.CrossEntropyLoss(weight=weight.float())
     steps = math.ceil(len(x) / plan.batch)
     opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, plan.lr, total_steps=steps * plan.epochs)
     model.train()
     for epoch in range(plan.epochs):
-        order = torch.randperm(len(x), generator=gen)
+        order = torch.multinomial(draw, len(x), replacement=True, generator=gen) if plan.balanced \
+            else torch.randperm(len(x), generator=gen)
         total = 0.0
         bar = tqdm(range(steps), desc=f"{label} epoch {epoch + 1}/{plan.epochs}", unit="batch", leave=False)
         for b in bar:
@@ -144,6 +153,11 @@ def _libraries() -> dict[str, str]:
     return {"torch": str(torch.__version__), "onnxruntime": onnxruntime.__version__, "numpy": np.__version__}
 
 
+def _note_cv(name: str, cv: dict[str, Any]) -> None:
+    """Log the CV scores as they are known, so a later failure (refit, export, card) cannot lose them."""
+    tqdm.write(f"{name} cv {json.dumps(cv, default=str)}", file=sys.stderr)
+
+
 def train_neu(folder: Path, plan: Plan = Plan(), out: Path = MODELS_DIR) -> StoredModel:
     """CV of the small CNN and the tiny ViT on the same folds; the better one refitted on all and exported."""
     samples = neu_samples(folder)
@@ -165,7 +179,8 @@ def train_neu(folder: Path, plan: Plan = Plan(), out: Path = MODELS_DIR) -> Stor
         cv[name] = metrics.classification(y, pred, NEU_CLASSES)
         cv[name]["params"] = sum(p.numel() for p in make().parameters())
         cv[name]["cv_seconds"] = round(time.monotonic() - started, 1)
-        cv[name]["fold_accuracy"] = [float((pred[f] == y[f]).mean()) for f in folds]
+        cv[name]["fold_accuracy"] = metrics.fold_mean([float((pred[f] == y[f]).mean()) for f in folds])
+        _note_cv("neu", cv)
     best = max(cv, key=lambda n: cv[n]["accuracy"])
     model = fit(makers[best](), x, y, plan, label=f"neu {best} final")
     card = ModelCard(
@@ -180,8 +195,8 @@ def train_neu(folder: Path, plan: Plan = Plan(), out: Path = MODELS_DIR) -> Stor
         metrics={"cv": cv, "served": best},
         features=["image"],
         inputs={"size": NEU_SIZE, "channels": 1, "scale": "pixel/255", "classes": NEU_CLASSES, "output": "logits",
-                "architecture": best},
-        command=f"shopfloor train vision --set neu --seed {plan.seed}",
+                "architecture": best, "valid_input": VALID_INPUT},
+        command=f"shopfloor train vision --set neu --seed {plan.seed} --epochs {plan.epochs} --folds {plan.folds}",
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"), libraries=_libraries())
     return save(card, export_onnx(model, NEU_SIZE, ["logits"]), out)
 
@@ -203,8 +218,21 @@ def train_mtile(folder: Path, plan: Plan = Plan(), out: Path = MODELS_DIR) -> St
         logits, ml = predict(model, x[test])
         probs[test] = metrics.softmax(logits)
         mask_logits[test] = ml
+        fold_cv = metrics.tile(y[test], probs[test], ml > 0, m[test] > 0.5, MTILE_CLASSES)
+        tqdm.write(f"mtile fold {k + 1} auroc {fold_cv['auroc']:.4f} type {fold_cv['type_accuracy']:.4f} "
+                   f"iou {fold_cv['pixel_iou']}", file=sys.stderr)
     cv = metrics.tile(y, probs, mask_logits > 0, m > 0.5, MTILE_CLASSES)
+    cv["folds"] = {key: metrics.fold_mean([metrics.tile(y[f], probs[f], mask_logits[f] > 0, m[f] > 0.5,
+                                                        MTILE_CLASSES)[key] for f in folds])
+                   for key in ("auroc", "type_accuracy", "pixel_iou", "dice")}
+    # other defect scores from the same out-of-fold outputs, reported beside the served one (1 - P(Free))
+    defect = y != 0
+    peak = mask_logits.reshape(len(y), -1).max(1)
+    area = (mask_logits > 0).reshape(len(y), -1).mean(1)
+    cv["auroc_other_scores"] = {"mask_peak_logit": metrics.auroc(defect, peak),
+                                "mask_area": metrics.auroc(defect, area)}
     cv["cv_seconds"] = round(time.monotonic() - started, 1)
+    _note_cv("mtile", cv)
     model = fit(TileUnet(len(MTILE_CLASSES)), x, y, plan, masks=m, label="mtile final")
     card = ModelCard(
         name="mtile", kind="vision-segmenter", version="1.0.0",
@@ -213,15 +241,16 @@ def train_mtile(folder: Path, plan: Plan = Plan(), out: Path = MODELS_DIR) -> St
         split=f"{plan.folds}-fold stratified CV by class (seed {plan.seed}); the served model is refitted on all "
               f"pairs held here; the held-back fifth was never read",
         protocol=f"grey ROI resized to {MTILE_SIZE}x{MTILE_SIZE} (aspect not kept), masks thresholded >127 and "
-                 f"resized nearest; augmentation: random h/v flips on image and mask; loss: class-weighted "
-                 f"cross-entropy over Free+5 types + BCE + Dice on the mask; AdamW one-cycle lr {plan.lr}, "
+                 f"resized nearest; augmentation: random h/v flips on image and mask; batches drawn with class "
+                 f"weights count^-1/2 and the cross-entropy over Free+5 types weighted count^-1/2 (together "
+                 f"class-balanced) + BCE + Dice on the mask; AdamW one-cycle lr {plan.lr}, "
                  f"{plan.epochs} epochs, batch {plan.batch}. Defect score = 1 - P(Free); AUROC with a 95 % "
                  f"bootstrap interval (1000 resamples); type accuracy over defective images (argmax over the 5 "
                  f"types); pixel IoU and Dice pooled over defective images at {MTILE_SIZE} px, mask logit > 0",
         metrics={"cv": cv},
         features=["image"],
         inputs={"size": MTILE_SIZE, "channels": 1, "scale": "pixel/255", "classes": MTILE_CLASSES,
-                "output": ["logits", "mask_logits"], "free_class": "Free"},
-        command=f"shopfloor train vision --set mtile --seed {plan.seed}",
+                "output": ["logits", "mask_logits"], "free_class": "Free", "valid_input": VALID_INPUT},
+        command=f"shopfloor train vision --set mtile --seed {plan.seed} --epochs {plan.epochs} --folds {plan.folds}",
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"), libraries=_libraries())
     return save(card, export_onnx(model, MTILE_SIZE, ["logits", "mask_logits"]), out)
