@@ -26,8 +26,12 @@ class SpoolConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Beyond this the oldest records are dropped, and counted."""
     segment_bytes: int = 16 << 20
     fsync: bool = True
+    flush_interval: float = 0.05
+    """Seconds an fsync waits for more records to share it (group commit across all sources); 0: at once."""
 
     def __post_init__(self) -> None:
+        if not 0 <= self.flush_interval <= 1:
+            raise ValueError(f"flush_interval: must be 0..1 seconds, got {self.flush_interval}")
         if self.segment_bytes < 4096:
             raise ValueError(f"segment_bytes must be >= 4096, got {self.segment_bytes}")
         if self.max_bytes < 2 * self.segment_bytes:

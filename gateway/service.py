@@ -80,7 +80,8 @@ class Gateway:
         self.historian = historian
         spool_dir = Path(config.spool.directory) if config.spool.directory else state_dir / "spool"
         self.spool = Spool(spool_dir, max_bytes=config.spool.max_bytes, segment_bytes=config.spool.segment_bytes,
-                           fsync=config.spool.fsync, count_samples=count_samples)
+                           fsync=config.spool.fsync, count_samples=count_samples,
+                           sync_interval=config.spool.flush_interval)
         self.sources: list[Source] = [build_source(s) for s in config.sources]
         for src, cfg in zip(self.sources, config.sources):
             src.status.tags_total = len(source_tags(cfg))

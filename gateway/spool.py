@@ -2,7 +2,7 @@
 
 Records are appended to segment files `<first seq>.seg`, each framed as
 `[u32 length][u32 crc32][u64 seq][payload]`, and an append returns only after the bytes are
-fsync'ed (appends that arrive together share one fsync). The forwarder reads records in order
+fsync'ed (appends that arrive together, or within sync_interval, share one fsync). The forwarder reads records in order
 and commits the highest sequence number the historian acknowledged; the commit is kept in
 `cursor` (written to a temporary file and renamed, so it is never half-written), and segments
 wholly below it are deleted. After a crash, a torn record at the end of the last segment is cut
@@ -60,6 +60,7 @@ class Spool:
         segment_bytes: int = 16 << 20,
         fsync: bool = True,
         count_samples: Callable[[bytes], int] | None = None,
+        sync_interval: float = 0.0,
     ) -> None:
         if max_bytes < 2 * segment_bytes:
             raise ValueError(f"max_bytes ({max_bytes}) must hold at least two segments of {segment_bytes}")
@@ -67,6 +68,8 @@ class Spool:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self._fsync = fsync
+        self._sync_interval = sync_interval
+        """Seconds an fsync waits for more appends to share it (group commit across every source)."""
         self._count_samples = count_samples or (lambda _: 0)
         self._lock = asyncio.Lock()
         self._new_data = asyncio.Event()
@@ -173,6 +176,10 @@ class Spool:
             await asyncio.shield(self._sync_task)
 
     async def _sync_once(self) -> None:
+        if self._sync_interval > 0:
+            # group commit: the appends of every source in this interval share one fsync (and one
+            # thread hop); each still returns only once its record is on disk
+            await asyncio.sleep(self._sync_interval)
         async with self._lock:
             target = self._written_seq
             f = self._file
