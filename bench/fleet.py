@@ -1,6 +1,6 @@
 """The fleet scenario of bench.gateway: N Modbus devices at 100 ms polls, `shopfloor gateway run` against the bare floor.
 
-    python -m bench.gateway --fleet [--devices 10,50,100,200] [--seconds 30] [--warmup 5]
+    python -m bench.gateway --fleet [--devices 10,50,100,200] [--seconds 30] [--warmup 5] [--interval 0.1]
 
 A multi-port device simulator (bench/fleet_sim.py) runs in its own process for the whole run.
 For each device count, in one scratch TimescaleDB database (migrated, the tags registered once):
@@ -204,7 +204,7 @@ async def gateway_phase(conn: psycopg.AsyncConnection, dsn: str, sim: Simulator,
     await conn.execute("TRUNCATE samples")
     sim.command("thaw")
     cfg = workdir / f"fleet-{devices}.toml"
-    cfg.write_text(fleet_toml(dsn, sim.ports[:devices], workdir / f"spool-{devices}"))
+    cfg.write_text(fleet_toml(dsn, sim.ports[:devices], workdir / f"spool-{devices}", args.interval))
     served_start = sim.served(devices)
     env = {**os.environ, "SHOPFLOOR_STATE": str(workdir / "state")}
     log = open(workdir / f"gateway-{devices}.log", "w")
@@ -230,7 +230,7 @@ async def floor_phase(conn: psycopg.AsyncConnection, dsn: str, sim: Simulator, d
                       ) -> dict[str, Any]:
     """bench/fleet_floor.py over the first `devices` devices."""
     await conn.execute("TRUNCATE samples")
-    plan = {"registers": REGISTERS, "interval": INTERVAL,
+    plan = {"registers": REGISTERS, "interval": args.interval,
             "devices": [{"port": p, "tag_ids": [tag_ids[f"dev{d:03d}.r{i:03d}"] for i in range(REGISTERS)]}
                         for d, p in enumerate(sim.ports[:devices])]}
     path = workdir / f"floor-{devices}.json"
@@ -296,7 +296,7 @@ def line(n: int, gw: dict[str, Any], fl: dict[str, Any], args: argparse.Namespac
     floor = per_k(fl["cpu_s"], fl["stored"])
     return {
         "bench": "gateway", "scenario": "fleet", "devices": n, "registers_per_device": REGISTERS,
-        "poll_interval_s": INTERVAL,
+        "poll_interval_s": args.interval,
         "served_per_s": round(gw["served_values"] / gw["wall_s"]),
         "stored_per_s": round(gw["stored"] / gw["wall_s"]),
         "floor_stored_per_s": round(fl["stored"] / fl["wall_s"]),
@@ -331,3 +331,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The fleet scenario's options (bench.gateway --fleet)."""
     p.add_argument("--devices", default=",".join(map(str, DEVICE_COUNTS)), help="device counts, comma-separated")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of stored rows before measuring")
+    p.add_argument("--interval", type=float, default=INTERVAL, help="poll interval of every device (s)")
