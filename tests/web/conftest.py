@@ -61,7 +61,8 @@ def csrf_of(page_text: str) -> str:
 @contextlib.asynccontextmanager
 async def served(app) -> AsyncIterator[str]:  # type: ignore[no-untyped-def]
     """The app served by uvicorn on a free loopback port in this event loop; yields its base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on",
+                                           timeout_graceful_shutdown=2))  # open streams are cut after 2 s
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # the test runner owns signals
     async with running(server.serve(), ready=lambda: server.started, what="uvicorn to start") as task:
         port = server.servers[0].sockets[0].getsockname()[1]

@@ -42,9 +42,16 @@ class Sse:
 
 
 @pytest.fixture
-async def base(dsn: str, machine: int) -> AsyncIterator[str]:
-    """The API served on a free port; started after the machine exists, so its first row is history."""
-    async with served(create_app(dsn, api_config(), pool_size=3, stream=StreamLimits(max_clients=3, poll_s=0.2))) as url:
+async def base(dsn: str, machine: int, conn: psycopg.AsyncConnection) -> AsyncIterator[str]:
+    """The API served on a free port, once its stream has passed what the fixtures wrote.
+
+    (A transaction running anywhere on the server holds the log back, by design: so the machine's first
+    row may reach the hub after it started. Tests begin after it.)"""
+    app = create_app(dsn, api_config(), pool_size=3, stream=StreamLimits(max_clients=3, poll_s=0.2))
+    last = (await (await conn.execute("SELECT max(id) FROM stream_events")).fetchone())[0]
+    async with served(app) as url:
+        await wait_until(lambda: app.state.stream.position and app.state.stream.position[1] >= last,
+                         timeout=20, what="the stream to pass the fixtures' events")
         yield url
 
 
@@ -133,7 +140,8 @@ async def test_an_event_of_a_transaction_still_open_is_not_overtaken_by_a_later_
         await conn.execute("INSERT INTO machine_status (machine_id, state) SELECT id, 'producing' FROM machines "
                            "WHERE name = 'lathe9'")  # committed after the open one began
         with pytest.raises(TimeoutError):
-            await sse.next(timeout=1.0)  # held back: delivering it first would let a resume skip the older one
+            early = await sse.next(timeout=1.0)  # held back: delivering it first would let a resume skip the older one
+            raise AssertionError(f"delivered before the older transaction ended: {early}")
         await slow.commit()
         first, second = await sse.next(), await sse.next()
         assert [first["data"]["machine"], second["data"]["machine"]] == ["press9", "lathe9"]

@@ -43,7 +43,7 @@
   }
 
   async function spc(el) {
-    const q = new URLSearchParams({ chart: "i-mr", start: el.dataset.start, end: el.dataset.end, subgroup: "1m" });
+    const q = new URLSearchParams({ chart: "imr", start: el.dataset.start, end: el.dataset.end });
     const r = await fetch(`/api/v1/spc/${encodeURIComponent(el.dataset.tag)}?${q}`, { credentials: "same-origin" });
     if (!r.ok) {
       let detail = r.statusText;
