@@ -15,7 +15,7 @@ from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_400_BAD_REQUEST, HTTP_403_FORBIDDEN, HTTP_502_BAD_GATEWAY, HTTP_504_GATEWAY_TIMEOUT
 from psycopg.types.json import Jsonb
 
-from api.auth import caller, requires
+from api.auth import ROLE_RANK, caller, requires
 from api.deps import provide_conn
 from historian.errors import InvalidParameterError, UnknownTagError
 
@@ -39,7 +39,8 @@ class WriteOut(msgspec.Struct):
 
 
 class WriteController(Controller):
-    """Write-back to devices, for operators and engineers; every attempt is audited."""
+    """Write-back to devices: each writable tag names the lowest role that may write it (`write_role`,
+    default engineer; operator for setpoints an operator may change); every attempt is audited."""
 
     path = "/api/v1/tags"
     tags = ["write-back"]
@@ -53,21 +54,23 @@ class WriteController(Controller):
     ) -> Response[WriteOut]:
         """Queue the write, wake the gateway, and wait for it to report done, failed or refused."""
         user = await caller(request)
-        cur = await conn.execute("SELECT id, writable, data_type FROM tags WHERE name = %s", (name,))
+        cur = await conn.execute("SELECT id, writable, data_type, write_role FROM tags WHERE name = %s", (name,))
         row = await cur.fetchone()
         if row is None:
             raise UnknownTagError(name)
-        tag_id, writable, data_type = row
+        tag_id, writable, data_type, write_role = row
         check_value(data.value, data_type)  # before the device sees it
-        status = "pending" if writable else "refused"
-        detail = "" if writable else f"tag {name!r} is not writable"
+        allowed = ROLE_RANK.get(user.role, -1) >= ROLE_RANK.get(write_role, ROLE_RANK["engineer"])
+        status = "pending" if writable and allowed else "refused"
+        detail = ("" if writable and allowed else f"tag {name!r} is not writable" if not writable
+                  else f"tag {name!r} is writable by {write_role} and above; user {user.name!r} has role {user.role!r}")
         cur = await conn.execute(
             """INSERT INTO write_requests (tag_id, value, requested_by, role, status, detail, done_at)
                VALUES (%s, %s, %s, %s, %s, %s, CASE WHEN %s = 'refused' THEN now() END) RETURNING id""",
             (tag_id, Jsonb(data.value), user.name, user.role, status, detail, status),
         )
         request_id = (await cur.fetchone())[0]  # type: ignore[index]
-        if writable:
+        if status == "pending":
             await conn.execute(f"NOTIFY {CHANNEL}")
             status, detail = await _outcome(conn, request_id, request.app.state.api_config.write_timeout)
         code = {"done": HTTP_200_OK, "refused": HTTP_403_FORBIDDEN, "failed": HTTP_502_BAD_GATEWAY,

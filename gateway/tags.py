@@ -23,8 +23,12 @@ class TagConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_interval: float = 0.0
     """Store a value at least this often (seconds) even inside the deadband, as PI does; 0: never forced."""
     writable: bool = False
+    write_role: str = "engineer"
+    """Who may write it over the API when writable: operator, engineer (default) or admin."""
 
     def __post_init__(self) -> None:
+        if self.write_role not in ("operator", "engineer", "admin"):
+            raise ValueError(f"write_role: {self.write_role!r} is not operator, engineer or admin")
         if not self.name:
             raise ValueError("name: a tag needs a non-empty name")
         if self.category not in CATEGORIES:
@@ -51,4 +55,5 @@ class TagConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             source=source,
             timestamp_source=timestamp_source,
             writable=self.writable,
+            write_role=self.write_role,
         )

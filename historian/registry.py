@@ -41,8 +41,12 @@ class TagSpec:
     allow_nan: bool = False
     timestamp_source: str = "device"
     writable: bool = False
+    write_role: str = "engineer"
+    """The lowest API role that may write this tag when writable: operator, engineer or admin."""
 
     def __post_init__(self) -> None:
+        if self.write_role not in ("operator", "engineer", "admin"):
+            raise ValueError(f"write_role: {self.write_role!r} is not operator, engineer or admin (tag {self.name!r})")
         if self.timestamp_source not in ("device", "gateway"):
             raise ValueError(f"timestamp_source: {self.timestamp_source!r} is not device or gateway")
         if not self.name:
@@ -190,17 +194,18 @@ async def register(
             )
             await cur.executemany(
                 """INSERT INTO tags (name, unit, description, category, machine_id, data_type, deadband,
-                                     source, retention_class, allow_nan, timestamp_source, writable)
-                   VALUES (%s, %s, %s, %s, (SELECT id FROM machines WHERE name = %s), %s, %s, %s, %s, %s, %s, %s)
+                                     source, retention_class, allow_nan, timestamp_source, writable, write_role)
+                   VALUES (%s, %s, %s, %s, (SELECT id FROM machines WHERE name = %s), %s, %s, %s, %s, %s, %s, %s, %s)
                    ON CONFLICT (name) DO UPDATE SET
                      unit = EXCLUDED.unit, description = EXCLUDED.description, category = EXCLUDED.category,
                      machine_id = EXCLUDED.machine_id, data_type = EXCLUDED.data_type,
                      deadband = EXCLUDED.deadband, source = EXCLUDED.source,
                      retention_class = EXCLUDED.retention_class, allow_nan = EXCLUDED.allow_nan,
-                     timestamp_source = EXCLUDED.timestamp_source, writable = EXCLUDED.writable""",
+                     timestamp_source = EXCLUDED.timestamp_source, writable = EXCLUDED.writable,
+                     write_role = EXCLUDED.write_role""",
                 [
                     (t.name, t.unit, t.description, t.category, t.machine, t.data_type, t.deadband,
-                     t.source, t.retention_class, t.allow_nan, t.timestamp_source, t.writable)
+                     t.source, t.retention_class, t.allow_nan, t.timestamp_source, t.writable, t.write_role)
                     for t in tags
                 ],
             )

@@ -67,7 +67,7 @@ def demo_gateway_table(plant: PlantConfig, presses: tuple[str, ...] = ("press1",
 
     opcua_tags = [
         {"name": f"{m}.{suffix}", "node_id": f"ns=2;s={m}.{signal}", "category": cat, "data_type": dtype,
-         "unit": unit, "machine": m, "writable": writable,
+         "unit": unit, "machine": m, "writable": writable, **({"write_role": "operator"} if writable else {}),
          **({"deadband_type": "absolute", "deadband_value": _DEADBANDS[signal]} if signal in _DEADBANDS else {})}
         for m in presses
         for signal, (suffix, cat, dtype, unit, writable) in _PRESS_SIGNALS.items()
@@ -82,7 +82,8 @@ def demo_gateway_table(plant: PlantConfig, presses: tuple[str, ...] = ("press1",
     for signal, (name, cat, machine) in _MODBUS_TAGS.items():
         s = REGISTER_MAP[signal]
         tag: dict[str, Any] = {"name": name, "table": s.table, "address": s.address, "category": cat,
-                               "unit": s.unit, "writable": signal == "machine.speed_setpoint"}
+                               "unit": s.unit, "writable": signal == "machine.speed_setpoint",
+                               "write_role": "operator"}
         if s.table not in ("coil", "discrete_input"):
             tag.update(type=s.type, byte_order=s.byte_order, scale=s.scale, offset=s.offset)
         if machine:

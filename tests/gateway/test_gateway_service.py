@@ -36,8 +36,9 @@ def gateway_config(port: int, spool: Path) -> GatewayConfig:
                         {"name": "lathe.temperature", "table": "holding", "address": 100, "type": "int16",
                          "scale": 0.1, "unit": "degC", "machine": "lathe7"},
                         {"name": "lathe.speed_setpoint", "table": "holding", "address": 101, "type": "uint16",
-                         "writable": True, "machine": "lathe7", "category": "method"},
-                        {"name": "lathe.run", "table": "coil", "address": 0, "writable": True, "machine": "lathe7"},
+                         "writable": True, "write_role": "operator", "machine": "lathe7", "category": "method"},
+                        {"name": "lathe.run", "table": "coil", "address": 0, "writable": True, "write_role": "operator",
+                         "machine": "lathe7"},
                         {"name": "meter.voltage", "table": "input", "address": 0, "type": "float32",
                          "category": "energy", "deadband": 5.0},
                     ],
@@ -157,7 +158,7 @@ async def test_write_back_failed_at_the_device_answers_502(running, conn):
 
 
 async def test_write_back_with_no_gateway_answers_504_and_withdraws_the_request(conn, dsn):
-    await register(conn, [TagSpec("press.setpoint", "method", writable=True)])
+    await register(conn, [TagSpec("press.setpoint", "method", writable=True, write_role="operator")])
     app = create_app(dsn, api_config(write_timeout=0.5), pool_size=2)
     async with AsyncTestClient(app=app) as client:
         r = await client.post("/api/v1/tags/press.setpoint/write", json={"value": 5}, headers=auth("operator"))
