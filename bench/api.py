@@ -35,7 +35,7 @@ from historian.samples import Batch, SampleBatch
 from historian.writer import HistorianWriter
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "bench-api-viewer-key-0123456789abcdef"
+KEY = "sf_bench_api-viewer-key-0123456789abcdef"
 DAY = datetime(2026, 11, 20, tzinfo=timezone.utc)
 
 
@@ -102,7 +102,7 @@ async def main_async(args: argparse.Namespace) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             config = Path(tmp) / "shopfloor.toml"
             config.write_text(f'[api]\nport = {port}\npool_size = 8\n[[api.users]]\nname = "bench"\nrole = "viewer"\n'
-                              f'key_hash = "{hash_key(KEY)}"\n')
+                              f'key_id = "bench"\nkey_hash = "{hash_key(KEY)}"\n')
             server = subprocess.Popen([sys.executable, "-m", "shopfloor.cli", "serve", "--config", str(config),
                                        "--dsn", dsn], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
             try:
