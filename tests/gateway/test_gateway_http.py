@@ -20,6 +20,7 @@ import pytest
 
 from gateway.config import GatewayConfig
 from gateway.http import HttpConfig
+from tests.gateway.interop.peers import free_port
 from tests.support import ROOT, mqtt_broker, scalar_of, wait_for_sql, wait_until
 
 T0_MS = 1_795_000_000_000
@@ -29,13 +30,6 @@ T0_MS = 1_795_000_000_000
 def backend() -> str:
     """The process's wiring, not the database flavour: one backend."""
     return "timescaledb"
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(path: Path, root: str, http_port: int, extra_source: str = "") -> Path:
