@@ -36,6 +36,10 @@ class TwinService:
         self._failure: dict[str, Any] = {}
         self.predictions: dict[int, dict[str, Any]] = {}
         self._tag_names: dict[int, str] = {}
+        self.records = 0
+        """Records made (tables written in one transaction): progress a caller can wait on."""
+        self.record_failures = 0
+        """Records the database refused or never got (their findings go with the next one)."""
 
     def observe(self, batch: Batch) -> None:
         """The gateway's tap: a batch the historian committed. Never blocks; the next tick takes it."""
@@ -71,7 +75,9 @@ class TwinService:
                     try:
                         await self._record(conn, twin, ids, out)
                         out = StepOutput()
+                        self.records += 1
                     except psycopg.OperationalError as e:
+                        self.record_failures += 1
                         # the database went away: keep what was found (it goes with the next record)
                         log.warning("twin %s: cannot record (%s); reconnecting", self.name, e)
                         conn = await self._reconnect(conn)

@@ -11,6 +11,7 @@ from gateway.service import Gateway
 from historian.config import HistorianConfig
 from tests.gateway.test_mqtt import broker, plant, unique
 from tests.historian.helpers import scalar
+from tests.support import wait_for_sql
 
 
 async def test_malformed_json_bad_sparkplug_and_unknown_alias_become_dead_letter_rows(conn, dsn, tmp_path: Path):
@@ -32,12 +33,8 @@ async def test_malformed_json_bad_sparkplug_and_unknown_alias_become_dead_letter
     task = asyncio.create_task(gw.run())
     await asyncio.wait_for(gw.ready.wait(), 15)
 
-    async def until(sql: str, expected, timeout: float = 15.0) -> None:
-        async def loop():
-            while await scalar(conn, sql) != expected:
-                await asyncio.sleep(0.1)
-
-        await asyncio.wait_for(loop(), timeout)
+    async def until(sql: str, expected) -> None:
+        await wait_for_sql(conn, sql, expected)
 
     async with plant(group_id=group, devices=["press9"], json_prefix=prefix) as p:
         await until("SELECT count(*) > 0 FROM samples_named WHERE tag = 'press9.Temperature'", True)

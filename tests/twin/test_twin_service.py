@@ -14,6 +14,7 @@ from historian.config import HistorianConfig
 from historian.samples import Batch, SampleBatch, to_us
 from historian.writer import HistorianWriter
 from tests.historian.helpers import T0, scalar
+from tests.support import wait_for_value, wait_until
 from twin.config import TwinConfig
 from twin.engine import Twin, build_layout
 from twin.service import TwinService
@@ -151,7 +152,8 @@ async def test_service_records_and_a_restart_counts_nothing_twice(dsn, conn):
     async with running(second):
         second.observe(batch(registry, TIMELINE))
         await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD)
-        await asyncio.sleep(0.2)  # a few more ticks and records: still nothing counted twice
+        done = second.records
+        await wait_until(lambda: second.records >= done + 3, what="three more records")  # still nothing twice
     assert await scalar(conn, "SELECT sum(good) FROM part_counts") == GOOD
     assert await scalar(conn, "SELECT sum(scrap) FROM part_counts") == SCRAP
     assert await scalar(conn, "SELECT count(*) FROM alarms") == 1
@@ -177,7 +179,8 @@ async def test_a_restarted_twin_catches_up_from_the_historian(dsn, conn):
     async with running(first):
         first.observe(batch(registry, TIMELINE[:3]))
         await until(lambda: scalar(conn, "SELECT count(*) FROM machine_status"), lambda n: n == 1)
-        await asyncio.sleep(0.1)
+        done = first.records
+        await wait_until(lambda: first.records > done, what="one more record")
     # while the twin is away the gateway keeps writing: the tap will not bring these again
     async with HistorianWriter(dsn, HistorianConfig()) as writer:
         await writer.reload_registry()
@@ -190,16 +193,8 @@ async def test_a_restarted_twin_catches_up_from_the_historian(dsn, conn):
 
 
 async def until(get, ok, timeout: float = 10.0):  # type: ignore[no-untyped-def]
-    """Poll an async getter until ok(value), or fail with what it last saw."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    value = None
-    while loop.time() < end:
-        value = await get()
-        if value is not None and ok(value):
-            return value
-        await asyncio.sleep(0.05)
-    pytest.fail(f"condition not met within {timeout} s; last value {value!r}")
+    """Poll an async getter until ok(value) (tests.support.wait_for_value), returning the value."""
+    return await wait_for_value(get, ok, timeout=timeout)
 
 
 async def test_the_failure_model_is_served_on_the_latest_process_readings_and_registered(dsn, conn):
@@ -262,8 +257,9 @@ async def test_the_twin_rides_out_a_database_outage(dsn, conn):
         await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == 5)
         await proxy.cut()  # the database host goes away while the twin keeps finding things
         service.observe(batch(registry, TIMELINE[6:]))
-        await asyncio.sleep(0.5)
-        assert not task.done()
+        failed = service.record_failures
+        await wait_until(lambda: service.record_failures > failed, what="a record refused by the cut database")
+        assert not task.done()  # it found the database gone and kept going
         await proxy.start()
         # what was found during the outage is recorded once it is back, exactly once
         await until(lambda: scalar(conn, "SELECT sum(good) FROM part_counts"), lambda n: n == GOOD, timeout=20)
