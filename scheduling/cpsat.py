@@ -15,11 +15,14 @@ from scheduling.model import Instance, Placement, Schedule
 STATUS = {cp_model.OPTIMAL: "OPTIMAL", cp_model.FEASIBLE: "FEASIBLE", cp_model.INFEASIBLE: "INFEASIBLE",
           cp_model.UNKNOWN: "UNKNOWN", cp_model.MODEL_INVALID: "MODEL_INVALID"}
 OBJECTIVES = ("makespan", "tardiness", "weighted")
+# lexicographic: the first minimised, then the second with the first held at its value (scheduling.solver.solve_lex)
+LEXICOGRAPHIC = ("makespan,tardiness", "tardiness,makespan")
 
 
 @dataclass
 class Objective:
-    """What to minimise: makespan, weighted tardiness, or `weighted` = a x makespan + b x tardiness; plus stability."""
+    """What to minimise: makespan, weighted tardiness, `weighted` = a x makespan + b x tardiness, or `none` (only the
+    stability terms); plus stability; `caps` holds named objectives (a kind above) at most a value (lexicographic)."""
 
     kind: str = "makespan"
     makespan_weight: int = 1
@@ -27,6 +30,7 @@ class Objective:
     previous: Schedule | None = None  # stability against this version...
     move_weight: int = 0              # ...per operation moved to another machine
     shift_weight: int = 0             # ...per time unit its start moved
+    caps: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,16 +145,23 @@ class FjspModel:
         arcs.append((0, 0, m.NewBoolVar("")))
         m.AddCircuit(arcs)
 
+    def _named(self, kind: str):  # type: ignore[no-untyped-def]
+        obj = self.objective
+        if kind == "makespan":
+            return self.makespan
+        if kind == "tardiness":
+            return sum(self.tardiness)
+        if kind == "weighted":
+            return obj.makespan_weight * self.makespan + obj.tardiness_weight * sum(self.tardiness)
+        if kind == "none":
+            return 0
+        raise ValueError(f"objective {kind!r}: expected one of {', '.join(OBJECTIVES)}")
+
     def _objective_expr(self, h: int):  # type: ignore[no-untyped-def]
         obj, m = self.objective, self.model
-        if obj.kind == "makespan":
-            expr = self.makespan
-        elif obj.kind == "tardiness":
-            expr = sum(self.tardiness)
-        elif obj.kind == "weighted":
-            expr = obj.makespan_weight * self.makespan + obj.tardiness_weight * sum(self.tardiness)
-        else:
-            raise ValueError(f"objective {obj.kind!r}: expected one of {', '.join(OBJECTIVES)}")
+        expr = self._named(obj.kind)
+        for kind, cap in obj.caps.items():
+            m.Add(self._named(kind) <= int(cap))
         if obj.previous is not None and (obj.move_weight or obj.shift_weight):
             terms = []
             for p in obj.previous.placements:

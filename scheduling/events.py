@@ -147,21 +147,37 @@ def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_limit: float = 10.0, workers: int = 2,
                kind: str = "weighted", move_weight: int | None = None, shift_weight: int = 1,
+               tolerance: float = 0.01, split: float = 0.5,
                on_progress=None, cancel: threading.Event | None = None) -> Reschedule:  # type: ignore[no-untyped-def]
-    """Apply the event, repair by right shift at once, then re-optimise from that repair with stability."""
+    """Apply the event, repair by right shift at once, then re-optimise lexicographically: first the objective
+    alone (from the repair) for `split` of the time, then the fewest moves and start shifts against the previous
+    version with the objective held within `tolerance` (relative) of what the first stage reached."""
     t0 = time.monotonic()
     inst = apply_event(instance, previous, event)
     down = {event.machine} if event.kind == "machine_down" and event.until is None else set()
-    repaired = right_shift(inst, _still_there(inst, previous), reassign=down)  # type: ignore[arg-type]
+    kept = _still_there(inst, previous)
+    repaired = right_shift(inst, kept, reassign=down)
     first_valid = time.monotonic() - t0
     durations = [a.duration for _, _, op in inst.operations() for a in op.alternatives]
     base = Objective(kind, 10, 10)
     if move_weight is None:
         move_weight = 10 * max(1, sum(durations) // max(1, len(durations)))
-    objective = Objective(kind, 10, 10, previous=_still_there(inst, previous), move_weight=move_weight,
-                          shift_weight=shift_weight)
-    result = solve(inst, max(0.1, time_limit - (time.monotonic() - t0)), workers, objective=objective, hint=repaired,
-                   on_progress=on_progress, cancel=cancel, first_phase=0.2, final_phase=0.0)
+    stage1 = solve(inst, max(0.1, time_limit * split - (time.monotonic() - t0)), workers, objective=base,
+                   hint=repaired, on_progress=on_progress, cancel=cancel, first_phase=0.3, final_phase=0.0)
+    best = stage1.schedule or repaired
+    value = score(inst, best, base)
+    stable = Objective("none", 10, 10, previous=kept, move_weight=move_weight, shift_weight=shift_weight,
+                       caps={kind: int(value + tolerance * abs(value))})
+    result = stage1
+    remaining = time_limit - (time.monotonic() - t0)
+    if remaining > 0.2 and not (cancel and cancel.is_set()):
+        stage2 = solve(inst, remaining, workers, objective=stable, hint=best, cancel=cancel, first_phase=0.3,
+                       final_phase=0.0)
+        if stage2.schedule is not None:
+            stage2.objective = score(inst, stage2.schedule, base)
+            stage2.bound = stage1.bound
+            stage2.progress = stage1.progress + stage2.progress
+            result = stage2
     optimised = result.schedule or repaired
     return Reschedule(inst, repaired, score(inst, repaired, base) / 10, result, score(inst, optimised, base) / 10,
                       diff(previous, repaired), diff(previous, optimised), first_valid)

@@ -10,20 +10,25 @@ import logging
 import random
 import threading
 import time
+from dataclasses import replace
 
 from scheduling.cpsat import FjspModel, Objective, SolveResult
 from scheduling.dispatch import best_dispatch
 from scheduling.model import Instance, Schedule, weighted_tardiness
+from scheduling.tabu import applicable, tabu_search
 
 log = logging.getLogger(__name__)
 
 
-def score(instance: Instance, schedule: Schedule, objective: Objective) -> float:
-    """The objective value of a schedule (stability terms excluded)."""
-    if objective.kind == "makespan":
+def score(instance: Instance, schedule: Schedule, objective: Objective, kind: str | None = None) -> float:
+    """The objective value of a schedule (stability terms excluded); `kind` overrides the objective's kind."""
+    kind = kind or objective.kind
+    if kind == "makespan":
         return schedule.makespan()
-    if objective.kind == "tardiness":
+    if kind == "tardiness":
         return weighted_tardiness(instance, schedule)
+    if kind == "none":
+        return 0
     return objective.makespan_weight * schedule.makespan() + objective.tardiness_weight * weighted_tardiness(instance, schedule)
 
 
@@ -59,7 +64,8 @@ def _pinned(instance: Instance, best: Schedule, free: set[tuple[int, int]]):  # 
 
 def solve(instance: Instance, time_limit: float = 10.0, workers: int = 2, *, objective: Objective | None = None,
           hint: Schedule | None = None, seed: int = 0, on_progress=None,  # type: ignore[no-untyped-def]
-          cancel: threading.Event | None = None, first_phase: float = 0.2, final_phase: float = 0.15) -> SolveResult:
+          cancel: threading.Event | None = None, first_phase: float = 0.2, final_phase: float = 0.15,
+          tabu_phase: float = 0.25) -> SolveResult:
     """The best schedule found within time_limit seconds, with the full model's best bound and the gap."""
     objective = objective or Objective()
     t0 = time.monotonic()
@@ -83,6 +89,13 @@ def solve(instance: Instance, time_limit: float = 10.0, workers: int = 2, *, obj
         if h_obj < best_obj:
             best, best_obj = hint, h_obj
     report(best_obj, bound)
+    plain = objective.kind == "makespan" and objective.previous is None and not objective.caps and applicable(instance)
+    if plain and tabu_phase > 0:
+        # a tabu search on assignment and sequence gets close fast; CP-SAT then starts from its schedule
+        found = tabu_search(instance, best, time_limit * tabu_phase, seed=seed, patience=max(1.0, 0.03 * time_limit))
+        if found.makespan() < best_obj:
+            best, best_obj = found, found.makespan()
+            report(best_obj, bound)
 
     full = FjspModel(instance, objective)
     full.hint(best)
@@ -98,10 +111,18 @@ def solve(instance: Instance, time_limit: float = 10.0, workers: int = 2, *, obj
                            time.monotonic() - t0, progress)
 
     rng = random.Random(seed)
-    size, iters, improved = 0.2, 0, 0
+    size, iters, improved, stale = 0.2, 0, 0, 0
     lns_end = deadline - time_limit * final_phase
     while time.monotonic() < lns_end - 0.2 and best_obj > bound and not (cancel and cancel.is_set()):
         iters += 1
+        if plain and stale >= 6:
+            # the LNS is stuck: the tabu search moves single operations the sub-problems keep pinned
+            stale = 0
+            found = tabu_search(instance, best, min(2.0, lns_end - time.monotonic()), seed=rng.randrange(1 << 30))
+            if found.makespan() < best_obj:
+                best, best_obj = found, found.makespan()
+                report(best_obj, bound)
+            continue
         free = _neighbourhood(instance, best, rng, size)
         keep, order = _pinned(instance, best, free)
         sub = FjspModel(instance, objective, keep=keep, order=order, horizon=int(best.makespan() * 1.5) + 1
@@ -122,8 +143,10 @@ def solve(instance: Instance, time_limit: float = 10.0, workers: int = 2, *, obj
         if rr.schedule is not None and rr.objective is not None and rr.objective <= best_obj:
             if rr.objective < best_obj:
                 improved += 1
+                stale = -1
                 report(rr.objective, bound)
             best, best_obj = rr.schedule, rr.objective
+        stale += 1
         # adapt: a sub-problem solved to optimality quickly can be larger; one that times out, smaller
         size = min(0.6, size * 1.1) if rr.status == "OPTIMAL" else max(0.05, size * 0.9)
     log.info("lns", extra={"action": "lns", "iterations": iters, "improved": improved})
@@ -142,7 +165,9 @@ def solve(instance: Instance, time_limit: float = 10.0, workers: int = 2, *, obj
 
 
 def FjspModel_score(instance: Instance, schedule: Schedule, objective: Objective) -> float:  # noqa: N802
-    """Objective including stability terms, computed from a schedule directly."""
+    """Objective including stability terms, computed from a schedule directly (infinite past a cap)."""
+    if any(score(instance, schedule, objective, kind) > cap for kind, cap in objective.caps.items()):
+        return float("inf")
     value = score(instance, schedule, objective)
     if objective.previous is not None:
         prev = objective.previous.by_op()
@@ -156,3 +181,24 @@ def FjspModel_score(instance: Instance, schedule: Schedule, objective: Objective
 
 def _complete(instance: Instance, schedule: Schedule) -> bool:
     return len(schedule.by_op()) == sum(len(j.operations) for j in instance.jobs)
+
+
+def solve_lex(instance: Instance, order: tuple[str, str], time_limit: float = 10.0, workers: int = 2, *,
+              objective: Objective | None = None, tolerance: float = 0.0, split: float = 0.5,
+              **kw) -> tuple[SolveResult, float]:  # type: ignore[no-untyped-def]
+    """Lexicographic: minimise order[0] for `split` of the time, then order[1] with order[0] held within
+    `tolerance` (relative) of what the first stage reached. Returns the second stage's result and the first value."""
+    base = objective or Objective()
+    t0 = time.monotonic()
+    first = solve(instance, time_limit * split, workers, objective=replace(base, kind=order[0]), **kw)
+    if first.schedule is None:
+        return first, float("nan")
+    value = score(instance, first.schedule, base, order[0])
+    cap = int(value + tolerance * abs(value))
+    kw["hint"] = first.schedule
+    second = solve(instance, max(0.1, time_limit - (time.monotonic() - t0)), workers,
+                   objective=replace(base, kind=order[1], caps={**base.caps, order[0]: cap}), **kw)
+    if second.schedule is None:
+        return first, value
+    second.progress = first.progress + [(t + time_limit * split, o, b) for t, o, b in second.progress]
+    return second, value

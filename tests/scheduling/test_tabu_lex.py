@@ -1,0 +1,61 @@
+"""The tabu search on plain instances, lexicographic objectives and caps, and the stable re-optimisation's moves."""
+
+from scheduling.cpsat import FjspModel, Objective
+from scheduling.dispatch import best_dispatch
+from scheduling.events import Event, diff, reschedule
+from scheduling.generate import generate
+from scheduling.parsers import load_instance
+from scheduling.solver import score, solve, solve_lex
+from scheduling.tabu import applicable, tabu_search
+from scheduling.validate import violations
+
+
+def test_tabu_search_reaches_the_known_optima(data_dir):
+    for name, optimum in [("ft06", 55), ("Mk01.fjs", 40)]:
+        inst = load_instance(data_dir / name)
+        start = best_dispatch(inst)
+        found = tabu_search(inst, start, 3.0, seed=1)
+        assert violations(inst, found) == []
+        assert found.makespan() <= start.makespan()
+        assert found.makespan() <= optimum + 1, (name, found.makespan())  # 1-2 s of search lands at or next to it
+
+
+def test_tabu_search_only_takes_the_plain_problem(data_dir):
+    assert applicable(load_instance(data_dir / "Mk01.fjs"))
+    assert not applicable(generate(6, 3, seed=1))  # changeovers: left to CP-SAT
+
+
+def test_cap_holds_an_objective_while_another_is_minimised():
+    inst = generate(8, 3, seed=2, ops=(2, 3))
+    first = FjspModel(inst, Objective("makespan")).solve(5, 2)
+    cap = int(first.objective)
+    second = FjspModel(inst, Objective("tardiness", caps={"makespan": cap})).solve(5, 2)
+    assert violations(inst, second.schedule) == []
+    assert second.schedule.makespan() <= cap
+    assert second.objective == score(inst, second.schedule, Objective("tardiness"))
+
+
+def test_lexicographic_makespan_then_tardiness():
+    inst = generate(8, 3, seed=2, ops=(2, 3))
+    result, first = solve_lex(inst, ("makespan", "tardiness"), 6.0, 2)
+    assert violations(inst, result.schedule) == []
+    assert result.schedule.makespan() <= first
+    assert result.objective == score(inst, result.schedule, Objective("tardiness"))
+    alone = solve(inst, 3.0, 2, objective=Objective("makespan")).schedule
+    assert score(inst, result.schedule, Objective("tardiness")) <= score(inst, alone, Objective("tardiness")) or \
+        result.schedule.makespan() < alone.makespan()
+
+
+def test_stable_reschedule_moves_no_more_than_a_free_resolve():
+    inst = generate(20, 4, seed=5, ops=(2, 4))
+    base = Objective("weighted", 10, 10)
+    current = solve(inst, 3.0, 2, objective=base).schedule
+    span = current.makespan()
+    event = Event("machine_down", span // 3, machine=current.placements[0].machine, until=span // 3 + span // 8)
+    rs = reschedule(inst, current, event, time_limit=4.0, workers=2, tolerance=0.01)
+    assert violations(rs.instance, rs.optimised.schedule) == []
+    free = solve(rs.instance, 4.0, 2, objective=base, hint=rs.repaired).schedule
+    free_value = score(rs.instance, free, base) / 10
+    assert len(rs.optimised_diff.moved) <= len(diff(current, free).moved)
+    # objective first: within the tolerance of its own first stage, which is near the free re-solve
+    assert rs.optimised_objective <= max(free_value, rs.repaired_objective) * 1.05
