@@ -21,6 +21,7 @@ from api.auth import SCHEME
 from api.config import ApiConfig
 from api.errors import HANDLERS
 from api.failures import HANDLERS as FAILURES
+from api.disconnect import cancel_on_disconnect
 from api.inputs import check_request
 from api.inspections import InspectionController
 from api.key_check import KeyCheck
@@ -104,5 +105,5 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
         openapi_config=OpenAPIConfig(title="Shopfloor", version="0.1.0", path="/schema", components=_SECURITY,
                                      security=[{SCHEME: []}], render_plugins=_DOCS),
     )
-    app.asgi_handler = observe(app.asgi_handler)
+    app.asgi_handler = observe(cancel_on_disconnect(app.asgi_handler))
     return app

@@ -88,6 +88,8 @@ def observe(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, receive, send_with_headers)
         finally:
+            if status == 500 and scope.get("state", {}).get("client_gone"):  # type: ignore[union-attr]
+                status = 499  # nginx's "client closed request": nothing was answered, nothing failed
             route = _route(scope)
             _responses.inc(method=scope["method"], route=route, status=str(status))
             _latency.observe(time.perf_counter() - started, route=route)
