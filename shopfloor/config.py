@@ -13,6 +13,7 @@ from api.config import ApiConfig
 from gateway.config import GatewayConfig
 from historian.config import HistorianConfig
 from inspection.config import InspectionConfig
+from scheduling.config import SchedulingConfig
 from twin.config import TwinConfig
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     plant: PlantConfig = msgspec.field(default_factory=PlantConfig)
     twin: TwinConfig = msgspec.field(default_factory=TwinConfig)
     inspection: InspectionConfig = msgspec.field(default_factory=InspectionConfig)
+    scheduling: SchedulingConfig = msgspec.field(default_factory=SchedulingConfig)
 
 
 class ConfigError(Exception):

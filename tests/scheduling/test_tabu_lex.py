@@ -59,3 +59,19 @@ def test_stable_reschedule_moves_no_more_than_a_free_resolve():
     assert len(rs.optimised_diff.moved) <= len(diff(current, free).moved)
     # objective first: within the tolerance of its own first stage, which is near the free re-solve
     assert rs.optimised_objective <= max(free_value, rs.repaired_objective) * 1.05
+
+
+def test_scheduling_section_is_validated_with_its_line():
+    import pytest
+
+    from shopfloor.config import ConfigError, parse
+
+    cfg = parse("[scheduling]\ntime_limit_s = 30\nworkers = 2\nobjective = \"makespan,tardiness\"\n")
+    assert cfg.scheduling.time_limit_s == 30 and cfg.scheduling.lexicographic() == ("makespan", "tardiness")
+    assert parse("").scheduling.trigger_debounce_s == 60.0
+    with pytest.raises(ConfigError, match=r"shopfloor.toml:3: scheduling: workers: must be 1..64, got 0"):
+        parse("[scheduling]\ntime_limit_s = 30\nworkers = 0\n")
+    with pytest.raises(ConfigError, match=r"shopfloor.toml:2: scheduling.objective"):
+        parse("[scheduling]\nobjective = \"fastest\"\n")
+    with pytest.raises(ConfigError, match=r"shopfloor.toml:2: scheduling.stability_weight"):
+        parse("[scheduling]\nstability_weight = 3\n")
