@@ -59,6 +59,7 @@ async def record(
                 [(ids[c.machine], from_us(c.ts_us), c.good, c.scrap) for c in out.counts],
             )
         await _alarms(cur, ids, out.alarms)
+        await cur.execute(_SHELVES_EXPIRED)
         await cur.executemany(
             "INSERT INTO machine_status AS s (machine_id, state, state_since, good_total, scrap_total, sensors, "
             "predictions, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, now()) "
@@ -127,6 +128,14 @@ _ALARM_SQL = {
     "suppressed": "WITH a AS (UPDATE alarms SET suppressed = true WHERE " + _KEY + " RETURNING id) " + _JOURNAL,
     "released": "WITH a AS (UPDATE alarms SET suppressed = false WHERE " + _KEY + " RETURNING id) " + _JOURNAL,
 }
+
+
+# A shelve ends by itself when its time is up: the twin journals that as the operator's unshelve would be
+_SHELVES_EXPIRED = (
+    "WITH o AS (SELECT id, shelved_until FROM alarms WHERE shelved_until <= now() FOR UPDATE), "
+    "a AS (UPDATE alarms x SET shelved_until = NULL FROM o WHERE x.id = o.id RETURNING x.id, o.shelved_until) "
+    "INSERT INTO alarm_journal (alarm_id, transition, actor, detail) "
+    "SELECT id, 'unshelved', 'twin', 'shelve expired at ' || shelved_until FROM a")
 
 
 async def _alarms(cur: psycopg.AsyncCursor[Any], ids: Sequence[int], events: Sequence[AlarmEvent]) -> None:

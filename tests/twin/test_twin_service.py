@@ -14,7 +14,7 @@ from historian.config import HistorianConfig
 from historian.samples import Batch, SampleBatch, to_us
 from historian.writer import HistorianWriter
 from tests.historian.helpers import T0, scalar
-from tests.support import wait_for_value, wait_until
+from tests.support import wait_for_sql, wait_for_value, wait_until
 from twin.config import TwinConfig
 from twin.engine import Twin, build_layout
 from twin.service import TwinService
@@ -308,3 +308,27 @@ def test_more_than_ten_alarms_in_ten_minutes_raise_one_flood_alarm():
     # ten minutes later with no new alarm the flood clears
     out = twin.step(batch(registry, [("m1.temp", t + 700, 50.1)]).samples)
     assert ("cleared", "flood") in [(a.kind, a.rule) for a in out.alarms]
+
+
+async def test_an_expired_shelve_is_journalled_by_the_twin(dsn, conn):
+    await setup(conn)
+    cur = await conn.execute(
+        "INSERT INTO alarms (machine_id, rule, ts, last_ts, rules, value, priority, shelved_until, shelved_by) "
+        "SELECT id, 'spc', now(), now(), ARRAY['WE1'], 54.0, 'high', now() - interval '1 s', 'op' FROM machines "
+        "WHERE name = 'm1' RETURNING id")
+    (alarm,) = await cur.fetchone()
+    await conn.execute(
+        "INSERT INTO alarms (machine_id, rule, ts, last_ts, rules, value, priority, shelved_until, shelved_by) "
+        "SELECT id, 'bad_input', now(), now(), ARRAY['stale'], 0.0, 'low', now() + interval '1 h', 'op' "
+        "FROM machines "
+        "WHERE name = 'm1'")
+    service = TwinService(CONFIG, dsn)
+    async with running(service):
+        await wait_for_sql(conn, "SELECT count(*) FROM alarm_journal WHERE transition = 'unshelved'", 1)
+        done = service.records
+        await wait_until(lambda: service.records >= done + 2, what="two more records")
+    cur = await conn.execute("SELECT alarm_id, actor, detail FROM alarm_journal WHERE transition = 'unshelved'")
+    rows = await cur.fetchall()
+    assert [(a, actor) for a, actor, _ in rows] == [(alarm, "twin")]  # once, and the shelve still running kept
+    assert rows[0][2].startswith("shelve expired at ")
+    assert await scalar(conn, "SELECT count(*) FROM alarms WHERE shelved_until IS NOT NULL") == 1
