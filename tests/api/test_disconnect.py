@@ -62,3 +62,42 @@ async def test_a_client_that_disconnects_mid_query_leaves_no_query_running(conn,
 
 async def _gone(conn) -> bool:  # type: ignore[no-untyped-def]
     return (await (await conn.execute(_ACTIVE, ("%FROM samples%",))).fetchone())[0] == 0  # type: ignore[index]
+
+
+async def test_a_whatif_whose_client_disconnects_stops_its_worker(dsn, monkeypatch):
+    import threading
+
+    import api.whatif as route
+    from twin.whatif import LimitExceeded
+
+    started, ended = threading.Event(), []
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        started.set()
+        try:
+            return real(*args, **kwargs)
+        except LimitExceeded as e:
+            ended.append(e.limit)
+            raise
+
+    real = route.compare
+    monkeypatch.setattr(route, "compare", watched)
+    server = uvicorn.Server(uvicorn.Config(create_app(dsn, api_config(), pool_size=2),
+                                           host="127.0.0.1", port=0, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    await wait_until(lambda: server.started, timeout=15, what="the API server to start")
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        body = ('{"horizon_s": 2592000, "machines": [{"name": "m", "nominal_cycle_s": 0.5}], "orders": ['
+                + ",".join(f'{{"id": "o{i}", "product": "A", "quantity": 100000, "due_s": 3600}}' for i in range(20)) + "]}")
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write((f"POST /api/v1/whatif HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                      f"Authorization: Bearer {KEYS['viewer']}\r\nContent-Length: {len(body)}\r\n\r\n{body}").encode())
+        await writer.drain()
+        await wait_until(started.is_set, timeout=15, what="the what-if worker to start")
+        writer.close()  # the client goes away while the model runs
+        await wait_until(lambda: ended, timeout=10, what="the what-if worker to stop")
+        assert ended == ["cancelled"]
+    finally:
+        server.should_exit = True
+        await serving
