@@ -118,7 +118,11 @@ class ScheduleController(Controller):
             raw = await store.problem_from_mes(conn, data.origin or datetime.now(timezone.utc))
             if not raw["orders"]:
                 raise _unprocessable("from_released_orders", "no released or running order has an unfinished operation")
-            problem = msgspec.convert({**raw, "changeovers": msgspec.to_builtins(data.changeovers)}, Problem)
+            # the MES matrix, with pairs given in the request taking precedence
+            given = msgspec.to_builtins(data.changeovers)
+            pairs = {(c["from_family"], c["to_family"]) for c in given}
+            raw["changeovers"] = [c for c in raw["changeovers"] if (c["from_family"], c["to_family"]) not in pairs] + given
+            problem = msgspec.convert(raw, Problem)
         try:
             inst = to_instance(problem, data.name or "request")
         except ProblemError as e:

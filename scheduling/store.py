@@ -121,7 +121,7 @@ def dumps(value: Any) -> str:
 async def problem_from_mes(conn: psycopg.AsyncConnection, origin: datetime) -> dict[str, Any]:
     """A scheduling problem (Problem's JSON form) from the MES: released or running orders, their unfinished
     operations with eligible machines and setup + cycle x quantity seconds, the product as the family, and
-    planned downtime ahead as unavailable windows. A running operation stays on its machine for what is left.
+    planned downtime ahead as unavailable windows, the `changeovers` matrix between products. A running operation stays on its machine for what is left.
     """
     async with conn.cursor(row_factory=dict_row) as c:
         await c.execute(
@@ -140,6 +140,13 @@ async def problem_from_mes(conn: psycopg.AsyncConnection, origin: datetime) -> d
                         "FROM planned_downtime d JOIN machines m ON m.id = d.machine_id WHERE d.end_ts > %s",
                         (origin, origin))
         down = await c.fetchall()
+        changeovers = []
+        await c.execute("SELECT to_regclass('changeovers') IS NOT NULL AS present")
+        if (await c.fetchone())["present"]:  # sql/0020 lands after 0018/0019 (see scheduling/pending)
+            await c.execute("SELECT a.code AS from_family, b.code AS to_family, x.seconds FROM changeovers x "
+                            "JOIN products a ON a.id = x.from_product_id JOIN products b ON b.id = x.to_product_id "
+                            "ORDER BY a.code, b.code")
+            changeovers = await c.fetchall()
     orders: dict[str, dict[str, Any]] = {}
     for r in rows:
         o = orders.setdefault(r["id"], {"id": r["id"], "family": r["family"], "priority": max(1, r["priority"] + 1),
@@ -151,4 +158,4 @@ async def problem_from_mes(conn: psycopg.AsyncConnection, origin: datetime) -> d
         else:
             machines = {m: seconds for m in r["machines"]}
         o["operations"].append({"seq": r["seq"], "name": r["name"] or str(r["seq"]), "machines": machines})
-    return {"origin": origin, "orders": list(orders.values()), "unavailable": down}
+    return {"origin": origin, "orders": list(orders.values()), "unavailable": down, "changeovers": changeovers}

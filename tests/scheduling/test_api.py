@@ -142,3 +142,21 @@ async def test_from_released_orders_and_release_into_mes(client, conn):
     assert planned == '{00:06:40,00:04:10}'
     r = await client.get("/api/v1/machines/m3/dispatch?at=2026-12-07T06:00:00Z", headers=auth("viewer"))
     assert [(x["order_id"], x["seq"]) for x in r.json()] == [("WO-1", 20)]
+
+
+async def test_changeover_matrix_from_the_mes(conn):
+    from datetime import datetime, timezone
+
+    import psycopg
+
+    from scheduling import store
+    if await scalar_of(conn, "SELECT to_regclass('changeovers') IS NULL"):
+        pytest.skip("sql/0020_changeovers.sql is in scheduling/pending until migrations 0018/0019 exist")
+    await conn.execute("INSERT INTO products (code) VALUES ('P1'), ('P2')")
+    await conn.execute("INSERT INTO changeovers (from_product_id, to_product_id, seconds) "
+                       "SELECT a.id, b.id, 90 FROM products a, products b WHERE a.code = 'P1' AND b.code = 'P2'")
+    raw = await store.problem_from_mes(conn, datetime(2026, 12, 7, 6, tzinfo=timezone.utc))
+    assert raw["changeovers"] == [{"from_family": "P1", "to_family": "P2", "seconds": 90.0}]
+    with pytest.raises(psycopg.errors.CheckViolation):  # a product never changes over to itself
+        await conn.execute("INSERT INTO changeovers (from_product_id, to_product_id, seconds) "
+                           "SELECT id, id, 5 FROM products WHERE code = 'P1'")
