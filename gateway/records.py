@@ -72,5 +72,6 @@ def count_samples(payload: bytes) -> int:
 def to_batch(record: SpoolRecord, registry: TagRegistry) -> Batch:
     """The historian batch of a spooled record."""
     batch = registry.batch_from_columns(record.tags, record.ts_us, record.values, record.quality, record.source)
-    batch.rejects.extend(DeadLetter(d.reason, d.payload, record.source) for d in record.letters)
+    if record.letters:  # rare: no generator per record on the hot path
+        batch.rejects.extend(DeadLetter(d.reason, d.payload, record.source) for d in record.letters)
     return batch
