@@ -7,7 +7,7 @@ from __future__ import annotations
 import copy
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from scheduling.cpsat import Objective, SolveResult
 from scheduling.dispatch import right_shift
@@ -164,11 +164,16 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
         move_weight = 10 * max(1, sum(durations) // max(1, len(durations)))
     stage1 = solve(inst, max(0.1, time_limit * split - (time.monotonic() - t0)), workers, objective=base,
                    hint=repaired, on_progress=on_progress, cancel=cancel, first_phase=0.3, final_phase=0.0)
+    repaired_value = score(inst, repaired, base)
     best = stage1.schedule or repaired
     value = score(inst, best, base)
+    if value > repaired_value:  # a short, loaded first stage can end above its own hint: keep the repair then
+        best, value = repaired, repaired_value
+    # the tolerance buys stability, never a schedule worse than the repair the user already has
+    cap = min(int(value + tolerance * abs(value)), int(repaired_value))
     stable = Objective("none", 10, 10, previous=kept, move_weight=move_weight, shift_weight=shift_weight,
-                       caps={kind: int(value + tolerance * abs(value))})
-    result = stage1
+                       caps={kind: cap})
+    result = stage1 if stage1.schedule is best else replace(stage1, schedule=best, objective=value)
     remaining = time_limit - (time.monotonic() - t0)
     if remaining > 0.2 and not (cancel and cancel.is_set()):
         stage2 = solve(inst, remaining, workers, objective=stable, hint=best, cancel=cancel, first_phase=0.3,
@@ -179,7 +184,7 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
             stage2.progress = stage1.progress + stage2.progress
             result = stage2
     optimised = result.schedule or repaired
-    return Reschedule(inst, repaired, score(inst, repaired, base) / 10, result, score(inst, optimised, base) / 10,
+    return Reschedule(inst, repaired, repaired_value / 10, result, score(inst, optimised, base) / 10,
                       diff(previous, repaired), diff(previous, optimised), first_valid)
 
 

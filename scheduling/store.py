@@ -140,13 +140,10 @@ async def problem_from_mes(conn: psycopg.AsyncConnection, origin: datetime) -> d
                         "FROM planned_downtime d JOIN machines m ON m.id = d.machine_id WHERE d.end_ts > %s",
                         (origin, origin))
         down = await c.fetchall()
-        changeovers = []
-        await c.execute("SELECT to_regclass('changeovers') IS NOT NULL AS present")
-        if (await c.fetchone())["present"]:  # sql/0020 lands after 0018/0019 (see scheduling/pending)
-            await c.execute("SELECT a.code AS from_family, b.code AS to_family, x.seconds FROM changeovers x "
-                            "JOIN products a ON a.id = x.from_product_id JOIN products b ON b.id = x.to_product_id "
-                            "ORDER BY a.code, b.code")
-            changeovers = await c.fetchall()
+        await c.execute("SELECT a.code AS from_family, b.code AS to_family, x.seconds FROM changeovers x "
+                        "JOIN products a ON a.id = x.from_product_id JOIN products b ON b.id = x.to_product_id "
+                        "ORDER BY a.code, b.code")
+        changeovers = await c.fetchall()
     orders: dict[str, dict[str, Any]] = {}
     for r in rows:
         o = orders.setdefault(r["id"], {"id": r["id"], "family": r["family"], "priority": max(1, r["priority"] + 1),

@@ -1,17 +1,14 @@
-"""NG verdicts on a lot show up in genealogy: lot_trace_inspections() and the inspection_ng_by_lot view."""
+"""NG verdicts on a lot show up in genealogy: lot_trace()'s inspected/ng columns and the inspection_ng_by_lot view."""
 
 from datetime import UTC, datetime
 
 from inspection import store
+from tests.inspection.helpers import stored_verdict
 
 
 async def _inspection(conn, tmp_path, lot: str, verdict: str, n: int) -> None:
-    data = f"{lot}-{verdict}-{n}".encode()  # the store keeps any bytes; decoding is the service's job
-    await store.store(conn, tmp_path, data, {
-        "ts": datetime(2026, 12, 5, 10, n, tzinfo=UTC), "station": "cam-1", "machine": "m1", "lot": lot,
-        "operation": "20", "verdict": verdict, "class": "scratches" if verdict == "ng" else "Free", "score": 0.9,
-        "detail": {}, "image_format": "JPEG", "width": 200, "height": 200, "model": "neu", "model_version": "1",
-        "model_sha256": "0" * 64, "latency_ms": 1.0, "source": "api"})
+    await stored_verdict(conn, tmp_path, ts=datetime(2026, 12, 5, 10, n, tzinfo=UTC), verdict=verdict, lot=lot,
+                         operation="20")
 
 
 async def test_ng_on_a_component_lot_is_seen_from_the_raw_lot(conn, tmp_path):
@@ -25,8 +22,10 @@ async def test_ng_on_a_component_lot_is_seen_from_the_raw_lot(conn, tmp_path):
     await _inspection(conn, tmp_path, "STRIP-1", "ng", 1)
     await _inspection(conn, tmp_path, "STRIP-1", "ok", 2)
     await _inspection(conn, tmp_path, "BR-1", "ok", 3)
-    cur = await conn.execute("SELECT lot, depth, inspected, ng FROM lot_trace_inspections('RAW-1', 'up')")
-    assert await cur.fetchall() == [("RAW-1", 0, 0, 0), ("STRIP-1", 1, 2, 1), ("BR-1", 2, 1, 0)]
+    cur = await conn.execute("SELECT lot, depth, inspected, ng FROM lot_trace('RAW-1', 'up')")
+    assert await cur.fetchall() == [("STRIP-1", 1, 2, 1), ("BR-1", 2, 1, 0)]
+    cur = await conn.execute("SELECT lot, inspected, ng FROM lot_trace('BR-1', 'down')")
+    assert await cur.fetchall() == [("STRIP-1", 2, 1), ("RAW-1", 0, 0)]
     cur = await conn.execute("SELECT lot, operation, ng, inspected FROM inspection_ng_by_lot ORDER BY lot")
     assert await cur.fetchall() == [("BR-1", "20", 0, 1), ("STRIP-1", "20", 1, 2)]
 

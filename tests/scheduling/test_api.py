@@ -150,8 +150,6 @@ async def test_changeover_matrix_from_the_mes(conn):
     import psycopg
 
     from scheduling import store
-    if await scalar_of(conn, "SELECT to_regclass('changeovers') IS NULL"):
-        pytest.skip("sql/0020_changeovers.sql is in scheduling/pending until migrations 0018/0019 exist")
     await conn.execute("INSERT INTO products (code) VALUES ('P1'), ('P2')")
     await conn.execute("INSERT INTO changeovers (from_product_id, to_product_id, seconds) "
                        "SELECT a.id, b.id, 90 FROM products a, products b WHERE a.code = 'P1' AND b.code = 'P2'")
