@@ -53,32 +53,39 @@ async def publish_status(dsn: str, statuses: Sequence[SourceStatus], spool: Spoo
     failed = metrics.gauge("shopfloor_source_tags_failed", "Configured tags of a source that failed")
     last = {s.name: (s.readings_total, time.monotonic()) for s in statuses}
     conn: psycopg.AsyncConnection | None = None
-    while True:
-        await asyncio.sleep(every)
-        rows = []
-        now = time.monotonic()
-        for s in statuses:
-            before, then = last[s.name]
-            rate = (s.readings_total - before) / max(now - then, 1e-9)
-            last[s.name] = (s.readings_total, now)
-            labels = {"source": s.name, "kind": s.kind}
-            connected.set(float(s.connected), **labels)
-            readings.set(s.readings_total, **labels)
-            rates.set(rate, **labels)
-            live.set(s.tags_live, **labels)
-            failed.set(len(s.tag_errors), **labels)
-            err_at = datetime.fromtimestamp(s.last_error_at, timezone.utc) if s.last_error_at else None
-            rows.append((s.name, s.kind, s.connected, s.last_error, err_at, s.readings_total, rate,
-                         s.dead_letters_total, s.reconnects_total, spool.depth, spool.bytes, spool.dropped_samples,
-                         s.tags_total, s.tags_live, Jsonb(dict(s.tag_errors))))
-        try:
-            if conn is None or conn.closed:
-                conn = await connect(dsn)
-            async with conn.cursor() as cur:
-                await cur.executemany(_UPSERT, rows)
-        except (psycopg.Error, OSError) as e:
-            # the database may be down: that is what the spool is for; try again next time
-            log.info("could not publish source status", extra={"action": "status", "error": str(e)})
-            if conn is not None:
-                await conn.close()
-                conn = None
+    try:
+        while True:
+            await asyncio.sleep(every)
+            rows = []
+            now = time.monotonic()
+            for s in statuses:
+                before, then = last[s.name]
+                rate = (s.readings_total - before) / max(now - then, 1e-9)
+                last[s.name] = (s.readings_total, now)
+                labels = {"source": s.name, "kind": s.kind}
+                connected.set(float(s.connected), **labels)
+                readings.set(s.readings_total, **labels)
+                rates.set(rate, **labels)
+                live.set(s.tags_live, **labels)
+                failed.set(len(s.tag_errors), **labels)
+                err_at = datetime.fromtimestamp(s.last_error_at, timezone.utc) if s.last_error_at else None
+                rows.append((s.name, s.kind, s.connected, s.last_error, err_at, s.readings_total, rate,
+                             s.dead_letters_total, s.reconnects_total, spool.depth, spool.bytes, spool.dropped_samples,
+                             s.tags_total, s.tags_live, Jsonb(dict(s.tag_errors))))
+            try:
+                if conn is None or conn.closed:
+                    conn = await connect(dsn)
+                # one statement per source in one transaction: executemany's pipeline mode, cut short by a
+                # cancellation or a dropped connection, left the connection unusable (psycopg asserts pipeline.level)
+                async with conn.transaction(), conn.cursor() as cur:
+                    for row in rows:
+                        await cur.execute(_UPSERT, row)
+            except (psycopg.Error, OSError) as e:
+                # the database may be down: that is what the spool is for; try again next time
+                log.info("could not publish source status", extra={"action": "status", "error": str(e)})
+                if conn is not None:
+                    await conn.close()
+                    conn = None
+    finally:  # cancelled at shutdown: give the server its connection back
+        if conn is not None and not conn.closed:
+            await conn.close()

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,8 @@ from shopfloor import data_fetch, models_cli
 from scheduling import cli as scheduling_cli
 from shopfloor import api_cli, web_cli
 from shopfloor.config import Config, ConfigError, load
+
+_STOP_TIMEOUT_S = 10.0  # how long `gateway run` waits for its parts after Ctrl-C
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -122,21 +125,41 @@ def cmd_gateway_run(args: argparse.Namespace, config: Config) -> int:
     gateway = Gateway(config.gateway, dsn, config.historian, default_state_dir() / "gateway",
                       tap=twin.observe if twin else None)
 
-    async def go() -> None:
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(gateway.run())
-            if config.gateway.http.enabled:  # /health and /metrics of this process, loopback by default
-                from gateway.http import serve as serve_http
+    async def go() -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        parts = [asyncio.create_task(gateway.run(), name="gateway")]
+        if config.gateway.http.enabled:  # /health and /metrics of this process, loopback by default
+            from gateway.http import serve as serve_http
 
-                tasks.create_task(serve_http(config.gateway.http, gateway))
-            if twin is not None:  # the twin reads what the gateway commits, in this process
-                tasks.create_task(twin.run())
+            parts.append(asyncio.create_task(serve_http(config.gateway.http, gateway), name="gateway http"))
+        if twin is not None:  # the twin reads what the gateway commits, in this process
+            parts.append(asyncio.create_task(twin.run(), name="twin"))
+        stopping = asyncio.create_task(stop.wait())
+        running = set(parts)
+        failed: list[asyncio.Task[None]] = []
+        # runs until Ctrl-C/SIGTERM, or a part fails; a part may end by itself (HTTP on a taken port)
+        while not stopping.done() and not failed and running:
+            done, _ = await asyncio.wait([*running, stopping], return_when=asyncio.FIRST_COMPLETED)
+            running -= done
+            failed = [t for t in parts if t.done() and not t.cancelled() and t.exception() is not None]
+        for t in parts:
+            t.cancel()
+        stopping.cancel()
+        # a source stuck reconnecting to a device that is gone must not keep Ctrl-C waiting
+        _, stuck = await asyncio.wait(parts, timeout=_STOP_TIMEOUT_S)
+        if stuck:
+            names = ", ".join(t.get_name() for t in stuck)
+            print(f"gateway: {names} still stopping after {_STOP_TIMEOUT_S:.0f} s; exiting (the spool keeps "
+                  "every acknowledged reading)", file=sys.stderr, flush=True)
+            os._exit(1)
+        for t in failed:
+            print(f"gateway: {t.get_name()} failed: {t.exception()!r}", file=sys.stderr)
+        return 1 if failed else 0
 
-    try:
-        asyncio.run(go())
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return asyncio.run(go())
 
 
 def cmd_gateway_browse(args: argparse.Namespace, config: Config) -> int:

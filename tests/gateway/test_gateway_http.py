@@ -161,6 +161,9 @@ tags = [{{name = "plc.x", table = "holding", address = 0, type = "uint16"}}]
             assert (await http.get("/api/v1/sources")).status_code == 404
             assert (await http.post("/health")).status_code == 405
             assert (await http.head("/metrics")).content == b""
+            # Ctrl-C stops it promptly although one of its devices is gone (its source keeps reconnecting)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=15) == 0, proc.stdout.read() if proc.stdout else ""
         assert await scalar_of(conn, "SELECT count(*) FROM samples") == 25
 
 
