@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.support import requires_full_set
+
 from analytics.cmapss import RUL_CAP, fit_conditions, read_units, rul_labels
 from analytics.rul import evaluate, nasa_score, rmse
 from twin.rul import RulModel
@@ -197,6 +199,7 @@ def test_average_onnx_means_members_with_their_own_inputs():
     np.testing.assert_allclose(out.ravel(), expected, rtol=1e-5)
 
 
+@requires_full_set("cmapss")
 @pytest.mark.parametrize("subset", ["FD001", "FD003"])
 def test_full_test_set_scores_as_the_card_says(subset):
     model = RulModel.load(subset)
@@ -217,10 +220,10 @@ def test_full_test_set_scores_as_the_card_says(subset):
 
 
 def test_rul_is_null_with_a_reason_until_the_history_is_long_and_in_range():
-    from analytics.cmapss import subset_path
+    from datasets import dataset_dir
 
     model = RulModel.load("FD001")
-    unit = read_units(subset_path("FD001", "test"))[0].data
+    unit = read_units(dataset_dir("cmapss") / "test_FD001.txt")[0].data  # unit 1 is in the slice too
     assert model.min_history == 20 and set(model.valid_ranges) >= {"setting1", "s2", "s21"}
     short = model.assess(unit[:5])
     assert not short.valid and short.value is None and short.reason == "5 of the 20 cycles of history the model needs"
@@ -235,9 +238,9 @@ def test_rul_is_null_with_a_reason_until_the_history_is_long_and_in_range():
 
 def test_train_reads_no_test_file(tmp_path, monkeypatch):
     from analytics import rul
-    from analytics.cmapss import subset_path
+    from datasets import dataset_dir
 
-    full = subset_path("FD001", "train").read_text().splitlines()
+    full = (dataset_dir("cmapss") / "train_FD001.txt").read_text().splitlines()  # the slice holds units 1-8
     (tmp_path / "cmapss").mkdir()
     # twelve units of the training file, and no test_ or RUL_ file beside it
     (tmp_path / "cmapss" / "train_FD001.txt").write_text("\n".join(r for r in full if int(r.split()[0]) <= 12) + "\n")
