@@ -102,6 +102,15 @@ def right_shift(instance: Instance, previous: Schedule, reassign: set[int] | Non
     job_ready = [j.release for j in instance.jobs]
     mach_ready = [0] * instance.n_machines
     mach_family: list[str | None] = [None] * instance.n_machines
+    # operations already running stay where they are; whatever comes to their machine, from its own queue
+    # or reassigned from a broken one, goes after them (everything not started begins at or after the event)
+    for job in instance.jobs:
+        for op in job.operations:
+            if op.fixed is not None:
+                m, start = op.fixed
+                end = start + next(a.duration for a in op.alternatives if a.machine == m)
+                if end >= mach_ready[m]:
+                    mach_ready[m], mach_family[m] = end, op.family
     pos = {m: 0 for m in seqs}
     done: dict[tuple[int, int], Placement] = {}
     total = sum(len(j.operations) for j in instance.jobs)

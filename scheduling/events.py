@@ -13,6 +13,7 @@ from scheduling.cpsat import Objective, SolveResult
 from scheduling.dispatch import right_shift
 from scheduling.model import Alternative, Instance, Job, Schedule, weighted_tardiness
 from scheduling.solver import score, solve
+from scheduling.validate import violations
 
 EVENTS = ("machine_down", "machine_back", "rush_order", "op_finished", "cancel")
 
@@ -167,7 +168,8 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
     repaired_value = score(inst, repaired, base)
     best = stage1.schedule or repaired
     value = score(inst, best, base)
-    if value > repaired_value:  # a short, loaded first stage can end above its own hint: keep the repair then
+    if value > repaired_value and not violations(inst, repaired):  # a short, loaded first stage can end above
+        # its own hint: keep the (valid) repair then
         best, value = repaired, repaired_value
     # the tolerance buys stability, never a schedule worse than the repair the user already has
     cap = min(int(value + tolerance * abs(value)), int(repaired_value))

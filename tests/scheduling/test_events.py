@@ -113,3 +113,18 @@ def test_bad_events_name_what_is_wrong(shop):
         apply_event(inst, current, Event("machine_down", 10, machine=0, until=5))
     with pytest.raises(EventError, match="event kind 'flood'"):
         apply_event(inst, current, Event("flood", 10))
+
+
+def test_work_moved_off_a_broken_machine_waits_for_what_already_runs_on_the_other():
+    # found by the command center's browser test: the interrupted operation was restarted on the other
+    # machine at the breakdown, on top of the operation already running there
+    from scheduling.model import Instance, Placement, Schedule
+
+    inst = Instance("two", ["m0", "m1"], [Job("J0", [Operation([Alternative(0, 10), Alternative(1, 10)])]),
+                                          Job("J1", [Operation([Alternative(1, 10)])])])
+    running = Schedule([Placement(0, 0, 0, 0, 10), Placement(1, 0, 1, 0, 10)])
+    rs = reschedule(inst, running, Event("machine_down", 2, machine=0), time_limit=1.0, workers=1)
+    assert violations(rs.instance, rs.repaired) == [] and violations(rs.instance, rs.optimised.schedule) == []
+    moved = rs.repaired.by_op()[(0, 0)]
+    assert (moved.machine, moved.start) == (1, 10)  # after J1, which keeps running where it started
+    assert rs.optimised.schedule.by_op()[(1, 0)].start == 0

@@ -8,6 +8,7 @@ both layouts go to .shopfloor/artifacts/web.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 import shutil
 import subprocess
 from pathlib import Path
@@ -165,3 +166,59 @@ async def test_a_viewer_on_a_phone_sees_no_actions_and_a_sound_layout(browser, p
         assert overflow <= 0
         await page.screenshot(path=str(ARTIFACTS / "alarms-390.png"), full_page=True)
         assert (await (await plant.execute("SELECT acked_at FROM alarms")).fetchone())[0] is None
+
+
+async def test_operator_reschedules_a_broken_machine_and_opens_an_inspection_overlay(browser, plant, dsn: str,
+                                                                                      tmp_path, monkeypatch):
+    import httpx
+
+    from inspection import store
+    from tests.api_keys import auth
+    from tests.inspection.helpers import neu_image
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    monkeypatch.setenv("SHOPFLOOR_STATE", str(tmp_path))
+    await store.upsert_station(plant, store.Station("cam-press1", "press1", "neu"))
+    origin = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    orders = [{"id": f"WO-{i}", "family": "A" if i % 2 else "B", "priority": 1,
+               "operations": [{"seq": 1, "machines": {"press1": 1800, "press2": 2400}},
+                              {"seq": 2, "machines": {"press2": 900, "press1": 1200}}]} for i in range(1, 5)]
+    async with served(create_app(dsn, api_config(), pool_size=4)) as base:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as api:
+            r = await api.post("/api/v1/inspections", headers=auth("operator"), data={"station": "cam-press1"},
+                               files={"image": ("s.jpg", neu_image("scratches_1.jpg"), "image/jpeg")})
+            assert r.status_code == 201, r.text
+            inspection = r.json()["id"]
+            r = await api.post("/api/v1/schedules", headers=auth("engineer"), json={
+                "problem": {"origin": origin, "machines": ["press1", "press2"], "orders": orders},
+                "time_limit_s": 2, "name": "browser"})
+            assert r.status_code == 202, r.text
+            sid = r.json()["id"]
+
+            async def solved() -> bool:
+                return (await api.get(f"/api/v1/schedules/{sid}", headers=auth("viewer"))).json()["state"] == "done"
+
+            await wait_until(solved, timeout=60, what="the first schedule")
+        page = await open_page(browser, base)
+        await sign_in(page, "operator")
+        # the inspection gallery opens the overlay (the model's verdict drawn on the image)
+        await page.goto("/inspections")
+        await page.click(f'figure[data-inspection="{inspection}"] .open-overlay')
+        await page.wait_for_selector("#overlay[open]")
+        await page.wait_for_function("document.getElementById('overlay-img').naturalWidth > 0")
+        assert "NG" in await page.inner_text("#overlay-caption")
+        await page.screenshot(path=str(ARTIFACTS / "inspection-overlay.png"), full_page=True)
+        # machine down from the schedule page: a new version arrives over the stream, with its diff
+        await page.goto("/schedule")
+        await page.wait_for_selector('#version[data-version="1"]')
+        await page.select_option("#machine-down select[name=machine]", "press1")
+        await page.click("#machine-down button[type=submit]")
+        await page.wait_for_selector("#flash .flash", timeout=30_000)
+        assert await page.locator("#flash .ok").count() == 1, await page.inner_text("#flash")
+        await page.wait_for_selector('#version[data-version="2"]', timeout=30_000)
+        assert "press1" in await page.inner_text("#version")
+        assert "operations moved" in await page.inner_text("#diff")
+        await page.wait_for_function("document.getElementById('gantt').naturalWidth > 0")
+        await page.screenshot(path=str(ARTIFACTS / "schedule-rescheduled.png"), full_page=True)
+        page.errors = [e for e in page.errors if "Failed to load resource" not in e]
+        assert page.errors == [], page.errors  # type: ignore[attr-defined]
