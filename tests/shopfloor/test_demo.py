@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -67,16 +68,56 @@ def until(condition, timeout: float, what: str):  # type: ignore[no-untyped-def]
 
 
 def start_demo(config: Path, state_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "SHOPFLOOR_STATE": str(state_dir)}
+    """The demo as the user starts it; its output lines gather in `proc.lines` as they are printed."""
+    env = {**os.environ, "SHOPFLOOR_STATE": str(state_dir), "PYTHONUNBUFFERED": "1"}
     env.pop("SHOPFLOOR_DSN", None)
-    return subprocess.Popen([sys.executable, "-m", "shopfloor.cli", "--config", str(config), "demo", "--speed", "20"],
+    proc = subprocess.Popen([sys.executable, "-m", "shopfloor.cli", "--config", str(config), "demo", "--speed", "20"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc.lines = []  # type: ignore[attr-defined]
+    proc.reader = threading.Thread(target=lambda: proc.lines.extend(proc.stdout), daemon=True)  # type: ignore[attr-defined]
+    proc.reader.start()  # type: ignore[attr-defined]
+    return proc
+
+
+def output(proc: subprocess.Popen) -> str:
+    """Everything the demo printed, once it has ended."""
+    proc.reader.join(timeout=10)  # type: ignore[attr-defined]
+    return "".join(proc.lines)  # type: ignore[attr-defined]
 
 
 def stop_demo(proc: subprocess.Popen, sig: int) -> str:
     proc.send_signal(sig)
-    out, _ = proc.communicate(timeout=60)
-    return out
+    proc.wait(timeout=60)
+    return output(proc)
+
+
+def command_center_follows_the_demo(base: str, password: str) -> None:
+    """Debian's Chromium signs in as the demo's user: every machine's tile is updated live by the stream."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.web.test_browser import ARTIFACTS, FLAGS, chromium
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 800}, base_url=base)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto("/")
+            page.fill("input[name=name]", "demo")
+            page.fill("input[name=password]", password)
+            page.click("button[type=submit]")
+            page.wait_for_selector("#live.on")
+            # (the Sparkplug edge node's own metrics, tagged to `line1`, show as a tile in state unknown)
+            assert set(page.eval_on_selector_all(".tile", "ts => ts.map(t => t.dataset.machine)")) >= set(MACHINES)
+            # the twin's changes arrive over the stream: each machine's tile is rewritten by an event, no reload
+            live = " && ".join(f"document.querySelector('.tile[data-machine=\"{m}\"][data-event]')" for m in MACHINES)
+            page.wait_for_function(f"() => !!({live})", timeout=30_000)
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "demo-overview.png"), full_page=True)
+            assert errors == [], errors
+        finally:
+            browser.close()
 
 
 def test_demo_makes_parts_and_kpis_within_30s_and_stops_everything_it_started(state_dir: Path):
@@ -130,8 +171,11 @@ def test_demo_makes_parts_and_kpis_within_30s_and_stops_everything_it_started(st
         assert len(set(values)) > 3, values  # bearing RMS varies from window to window
         r = api.post("/api/v1/tags/press1.speed_setpoint/write", json={"value": 80.0})
         assert r.status_code == 200 and r.json()["status"] == "done", r.text
+        password = next(line.split("its password: ", 1)[1].split()[0] for line in proc.lines  # type: ignore[attr-defined]
+                        if "command center user 'demo' (admin) created; its password: " in line)
+        command_center_follows_the_demo(base, password)
     finally:
-        out = stop_demo(proc, signal.SIGINT) if proc.poll() is None else proc.stdout.read()
+        out = stop_demo(proc, signal.SIGINT) if proc.poll() is None else output(proc)
     assert proc.returncode == 0, out
     assert "stopped API, plant, gateway, twin" in out and "embedded PostgreSQL" in out.splitlines()[-1], out
     assert processes_using(pg_data) == [], "the embedded PostgreSQL outlived the demo"
@@ -143,7 +187,7 @@ def test_demo_makes_parts_and_kpis_within_30s_and_stops_everything_it_started(st
         totals = {m["name"]: m["good_total"] for m in api.get("/api/v1/machines").json()}
         assert all(totals[m] > 0 for m in MACHINES), totals  # the twin's counts survived the restart
     finally:
-        out = stop_demo(proc, signal.SIGTERM) if proc.poll() is None else proc.stdout.read()
+        out = stop_demo(proc, signal.SIGTERM) if proc.poll() is None else output(proc)
         EmbeddedPostgres(state_dir, ports["pg"]).stop()  # only does something if the demo failed to
     assert proc.returncode == 0 and "migrations applied" not in out, out
     assert "embedded PostgreSQL" in out.splitlines()[-1], out
@@ -158,7 +202,8 @@ def test_a_demo_that_cannot_start_says_why_in_one_line_and_leaves_nothing_runnin
         config = state_dir / "shopfloor.toml"
         config.write_text(f"[historian]\nembedded_port = {free_port()}\n[api]\nport = {port}\n")
         proc = start_demo(config, state_dir)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        out = output(proc)
     assert proc.returncode == 1, out
     assert out.strip().splitlines()[-1] == (f"shopfloor demo: stopped after a failure: 127.0.0.1:{port} is taken by "
                                             "another program; set api.port in shopfloor.toml"), out
