@@ -4,8 +4,10 @@ A scratch database gets one day of a 1 Hz tag (86,400 samples), rollups refreshe
 twin status and a shift of KPI inputs; `shopfloor serve` runs in its own process (one uvicorn worker,
 as deployed); this process keeps `--connections` keep-alive connections busy on each endpoint for
 `--seconds`. Each endpoint's object: req_per_s, p50_ms, p99_ms, errors (non-200 or transport) and
-ratio_to_health (its rate over /health's in the same run). The client is Python too: on a small
-machine it takes a share of the cores, so ratios are the comparable figures.
+ratio_to_health (its rate over /health's in the same run). The load comes from `wrk` (C, one thread
+per core, latency percentiles from its --latency table) when it is installed (`scripts/apt-install wrk`),
+else from an httpx client in this process, which on a small machine takes a large share of the cores
+and inflates every latency; the JSON says which (`client`). Ratios are the comparable figures.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import argparse
 import asyncio
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +25,7 @@ import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import numpy as np
@@ -94,6 +99,33 @@ async def hammer(client: httpx.AsyncClient, url: str, params: dict | None, secon
             "p99_ms": round(float(np.percentile(lat, 99)), 2), "errors": errors}
 
 
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
+
+
+def _ms(text: str) -> float:
+    """wrk's '1.23ms' / '870.00us' / '1.02s' in milliseconds."""
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if not m:
+        raise ValueError(f"wrk latency {text!r}")
+    return float(m.group(1)) * _UNITS_MS[m.group(2)]
+
+
+def wrk(base: str, url: str, params: dict | None, seconds: float, connections: int) -> dict:
+    """The same measurement by wrk: rate, p50/p99 from its latency table, non-200 answers and socket errors."""
+    target = f"{base}{url}" + (f"?{urlencode(params)}" if params else "")
+    threads = max(1, min(os.cpu_count() or 1, connections))
+    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
+                          "-H", f"Authorization: Bearer {KEY}", target],
+                         capture_output=True, text=True, check=True).stdout
+    pct = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.M))
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    errors = sum(int(n) for n in re.findall(r"Non-2xx or 3xx responses: (\d+)", out))
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    errors += sum(map(int, sock.groups())) if sock else 0
+    return {"req_per_s": round(rate, 1), "p50_ms": round(_ms(pct["50"]), 2), "p99_ms": round(_ms(pct["99"]), 2),
+            "errors": errors}
+
+
 async def main_async(args: argparse.Namespace) -> dict:
     """Seed, serve, load each endpoint in turn; the JSON object."""
     async with scratch_database(args.dsn, "sf_bench_api") as dsn:
@@ -132,14 +164,18 @@ async def main_async(args: argparse.Namespace) -> dict:
                     out: dict = {}
                     for name, (url, params) in endpoints.items():
                         await hammer(client, url, params, min(1.0, args.seconds), args.connections)  # warm up
-                        out[name] = await hammer(client, url, params, args.seconds, args.connections)
+                        if args.client == "wrk":
+                            out[name] = await asyncio.to_thread(wrk, f"http://127.0.0.1:{port}", url, params,
+                                                                args.seconds, args.connections)
+                        else:
+                            out[name] = await hammer(client, url, params, args.seconds, args.connections)
             finally:
                 server.terminate()
                 server.wait(timeout=20)
     base = out["health"]["req_per_s"] or 1.0
     for v in out.values():
         v["ratio_to_health"] = round(v["req_per_s"] / base, 3)
-    return {"bench": "api", "connections": args.connections, "seconds_per_endpoint": args.seconds,
+    return {"bench": "api", "client": args.client, "connections": args.connections, "seconds_per_endpoint": args.seconds,
             "raw_rows_per_page": 288, "rollup_buckets": 288, **out,
             "rollup_to_raw": round(out["rollup"]["req_per_s"] / (out["raw"]["req_per_s"] or 1.0), 3),
             "load_avg_1min": round(os.getloadavg()[0], 2)}
@@ -151,6 +187,8 @@ def main() -> None:
     p.add_argument("--dsn", default=default_dsn(), help="admin DSN of the server to make a scratch database on")
     p.add_argument("--connections", type=int, default=50)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--client", choices=("wrk", "httpx"), default="wrk" if shutil.which("wrk") else "httpx",
+                   help="load generator (default: wrk when installed)")
     print(json.dumps(asyncio.run(main_async(p.parse_args()))))
 
 
