@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.support import requires_full_set
+from tests.support import has_full_set
+
+FULL = has_full_set("cwru-bearing")
+"""The full CWRU set is here (CI); else the committed 2 s slices of the same recordings (a fresh clone)."""
 
 from analytics import bearing, cwru
 from twin.bearing import BearingModel
@@ -117,15 +120,21 @@ def test_model_card_headlines_three_protocols(model):
     assert "inside each recording's training segment" in model.card.protocol
 
 
-@requires_full_set("cwru-bearing")
 def test_every_held_out_window_is_rescored_as_the_card_says(model, recordings):
     held = bearing.heldout_windows(recordings)
     (proba,) = model.session.run(["probabilities"], {"features": held.x})
     pred = np.argmax(np.asarray(proba).reshape(len(held.y), -1), axis=1)
+    confusion = np.bincount(held.y * 4 + pred, minlength=16).reshape(4, 4).tolist()
+    if not FULL:
+        # the slices' tails lie in the full recordings' training segments: the card's held-out scores cannot be
+        # recomputed, but `evaluate` must score exactly these windows, as this test does by hand
+        scored = bearing.evaluate([r.path for r in recordings])
+        assert scored["n"] == len(held.y) > 0 and scored["confusion"] == confusion
+        return
     within = model.card.metrics["within_recording_heldout"]
     assert len(held.y) == within["n"] == model.card.metrics["headline"]["within_recording_heldout_n"]
     assert float(np.mean(pred == held.y)) == pytest.approx(within["accuracy"], abs=1e-12)
-    assert np.bincount(held.y * 4 + pred, minlength=16).reshape(4, 4).tolist() == within["confusion"]
+    assert confusion == within["confusion"]
 
 
 def test_held_out_windows_never_overlap_training_windows(recordings):
@@ -136,8 +145,6 @@ def test_held_out_windows_never_overlap_training_windows(recordings):
         assert starts.max() + bearing.WINDOW <= cut <= held.min()
 
 
-# known limit: on the slice's 2 s the 48 kHz version of Normal_0 is estimated as 12 kHz
-@requires_full_set("cwru-bearing", "the rate estimate needs longer recordings than the slice's 2 s")
 def test_sample_rate_is_measured_from_the_signal(recordings):
     normal = next(r for r in recordings if r.label == "normal")
     assert normal.fs_stated is None and normal.fs == 12_000.0  # the Normal/ folder states no rate
@@ -145,7 +152,8 @@ def test_sample_rate_is_measured_from_the_signal(recordings):
     from scipy.signal import resample_poly
 
     assert cwru.estimate_sample_rate(resample_poly(normal.de, 2, 1), normal.rpm) == 24_000.0
-    assert cwru.estimate_sample_rate(resample_poly(normal.de, 4, 1), normal.rpm) == 48_000.0
+    if FULL:  # known limit: on the slice's 2 s the 1x line at 48 kHz does not stand out (estimated 12 kHz)
+        assert cwru.estimate_sample_rate(resample_poly(normal.de, 4, 1), normal.rpm) == 48_000.0
     assert all(r.fs == r.fs_stated == 12_000.0 for r in recordings if r.label != "normal")
 
 
@@ -160,9 +168,10 @@ def test_a_folder_stating_the_wrong_rate_is_refused(tmp_path, recordings):
         cwru.read(folder / "IR007_0.mat")
 
 
-@requires_full_set("cwru-bearing")  # a slice's tail lies in the recording's training segment
 @pytest.mark.parametrize("name", ["Normal_0.mat", "IR021_0.mat", "OR007@6_0.mat", "B014_0.mat"])
 def test_committed_model_classifies_held_out_windows(model, name):
+    # with only the slices, the tail windows lie in the recording's training segment: serving is checked,
+    # not generalisation (the held-out scores are checked where the full set is)
     rec = cwru.read(_file(name))
     cut = cwru.split_point(len(rec.de), bearing.TRAIN_FRACTION)
     w = cwru.windows(rec.de, cut, len(rec.de), model.window)[:2]

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.support import requires_full_set
+from tests.support import has_full_set
 
 from analytics.cmapss import RUL_CAP, fit_conditions, read_units, rul_labels
 from analytics.rul import evaluate, nasa_score, rmse
@@ -199,16 +199,24 @@ def test_average_onnx_means_members_with_their_own_inputs():
     np.testing.assert_allclose(out.ravel(), expected, rtol=1e-5)
 
 
-@requires_full_set("cmapss")
-@pytest.mark.parametrize("subset", ["FD001", "FD003"])
+# the full set is here (CI): both subsets' official test files against their cards; else FD001's committed
+# slice (test units 1-5 and their RUL rows), where only evaluate's own arithmetic can be checked
+@pytest.mark.parametrize("subset", ["FD001", "FD003"] if has_full_set("cmapss") else ["FD001"])
 def test_full_test_set_scores_as_the_card_says(subset):
     model = RulModel.load(subset)
     recorded = model.card.metrics["test"]
-    result = evaluate(subset)  # the full official test_ and RUL_ files
-    assert result["n"] == recorded["n"] == 100
-    assert result["rmse"] == pytest.approx(recorded["rmse"], abs=0.05)
-    assert result["rmse_capped"] == pytest.approx(recorded["rmse_capped"], abs=0.05)
-    assert result["score"] == pytest.approx(recorded["score"], rel=0.01)
+    if has_full_set("cmapss"):
+        result = evaluate(subset)  # the full official test_ and RUL_ files
+        assert result["n"] == recorded["n"] == 100
+        assert result["rmse"] == pytest.approx(recorded["rmse"], abs=0.05)
+        assert result["rmse_capped"] == pytest.approx(recorded["rmse_capped"], abs=0.05)
+        assert result["score"] == pytest.approx(recorded["score"], rel=0.01)
+    else:
+        from datasets import dataset_dir
+
+        folder = dataset_dir("cmapss")
+        result = evaluate(subset, folder / "test_FD001.txt", folder / "RUL_FD001.txt")
+        assert result["n"] == 5
     # the capped convention is the same predictions against min(true, cap)
     units = read_units(Path(result["test_file"]))
     true = np.loadtxt(result["rul_file"])
