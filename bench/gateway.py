@@ -1,8 +1,15 @@
 """Gateway end to end: device -> adapter -> spool (fsync) -> forwarder -> writer -> TimescaleDB, per protocol.
 
-    python -m bench.gateway [--protocol all|opcua|modbus|sparkplug] [--seconds 8] [--rounds 2]
-                            [--latency-seconds 8] [--latency-rate 10000] [--ceiling-rows 2000000]
-                            [--dsn URI] [--mqtt mqtt://host:port]
+    python -m bench.gateway [--protocol all|opcua|modbus|sparkplug] [--device ours|peer|both]
+                            [--seconds 8] [--rounds 2] [--latency-seconds 8] [--latency-rate 10000]
+                            [--ceiling-rows 2000000] [--dsn URI] [--mqtt mqtt://host:port]
+
+--device peer measures the same rows against a device we did not write (bench/gateway_peers.py):
+a node-opcua server and an npm modbus-serial ServerTCP, the pinned versions scripts/peers installs,
+run by bench-mode programs in bench/peers/ that change values at a high rate (OPC UA: the same
+280 variables, window-paced or rate-paced like our plant; Modbus: new values on every read). The
+bare baselines are the same plain asyncua subscription and pymodbus read loop, against the same
+peer in the same run. Sparkplug has no peer row. A missing peer fails at once naming scripts/peers.
 
 For each protocol the simulated plant device runs in a child process (its own interpreter, so it
 is not scheduled inside the gateway's event loop), and this process runs:
@@ -29,7 +36,9 @@ adapter) has taken (a shared counter): the measurement is of the consumer at sat
 queues overflowing in the server or broker. Losses are still counted, and each phase reports the
 CPU the consumer and the plant used (on a 2-core machine the device often sets the bare pace: see
 bare_pace and cpu_efficiency in the output). Prints one JSON line per protocol on stdout, progress
-on stderr; the scratch database is created, migrated and dropped, the spool folder removed.
+on stderr; the scratch database is created, migrated and dropped, the spool folder removed. Every
+line says its `device` (ours or peer), the `cores` of the best gateway round and the `loadavg` at the
+start and end of its run.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ import numpy as np
 import psycopg
 from psycopg import conninfo
 
+from bench.gateway_peers import PEERS, PeerDevice, PeerMissing, require_peer
 from bench.ingest import ROOT, copy_table_days, default_dsn, make_batches, make_copy_table, run_copy
 from bench.scratch import scratch_database
 from historian.db import connect
@@ -366,6 +376,30 @@ class PlantProcess:
             self.proc.join(5)
 
 
+OPCUA_PEER_DEVICE = ("node-opcua server (bench/peers/opcua_bench_server.js, its own Node.js process): the same "
+                     "machines and signals as Double / UInt32 variables (MinimumSamplingInterval 0, the server's "
+                     "MinSupportedSampleRate 0 so that every change is reported, not one per 100 ms); "
+                     "setValueFromSource on every variable in turn, each a new value stamped by node-opcua's "
+                     "own clock (sub-millisecond), paced like the plant")
+MODBUS_PEER_DEVICE = ("modbus-serial ServerTCP (bench/peers/modbus_bench_server.js, its own Node.js process): "
+                      "100 holding registers whose values change on every FC3 read")
+
+
+def make_device(args: argparse.Namespace, proto: str, params: dict[str, Any]) -> PlantProcess | PeerDevice:
+    """Our simulated plant in a child process, or the foreign peer (--device peer) with the same tags."""
+    if args.device != "peer":
+        return PlantProcess(proto, params)
+    if proto == "opcua":
+        signals = ",".join(f"{s}:{t}" for s, t in params["signals"].items())
+        return PeerDevice(proto, {"machines": params["machines"], "signals": signals})
+    return PeerDevice(proto, params)
+
+
+def device_fields(args: argparse.Namespace, info: dict[str, Any]) -> dict[str, Any]:
+    """What a row says of its device: the peer's package, pinned version and program (peer rows only)."""
+    return {"peer": info["peer"]} if args.device == "peer" else {}
+
+
 # ================================================================================================
 # The gateway pipeline, in this process
 # ================================================================================================
@@ -536,8 +570,8 @@ class CpuMeter:
     work for fsync and loopback sockets. Near machine_cpus, the phase was bound by CPU.
     """
 
-    def __init__(self, plant: PlantProcess) -> None:
-        self.plant_pid = plant.proc.pid or 0
+    def __init__(self, plant: PlantProcess | PeerDevice) -> None:
+        self.plant_pid = (plant.proc.pid if plant.proc is not None else 0) or 0
         self.t0 = time.monotonic()
         self.me0 = time.process_time()
         self.plant0 = _proc_cpu(self.plant_pid)
@@ -626,7 +660,7 @@ def latency_stats(acks: list[tuple[float, np.ndarray, int]], t_from: float) -> d
 
 
 async def gateway_phase(
-    db: Db, pipe: Pipeline, status: Any, drive: Callable[[], Any], name: str, plant: PlantProcess
+    db: Db, pipe: Pipeline, status: Any, drive: Callable[[], Any], name: str, plant: PlantProcess | PeerDevice
 ) -> dict[str, Any]:
     """Run one driven phase through the pipeline; rows counted with SQL, timed to the last commit ack."""
     pipe.timed.take()
@@ -707,6 +741,7 @@ def assemble(args: argparse.Namespace, proto: str, workload: dict[str, Any], bar
     result: dict[str, Any] = {
         "bench": "gateway",
         "protocol": proto,
+        "device": args.device,
         "workload": {**workload, "rounds": args.rounds, "throughput_seconds": args.seconds,
                      "latency_seconds": args.latency_seconds, "latency_rate_samples_per_s": args.latency_rate},
         "samples_per_s": best_gw["samples_per_s"],
@@ -739,6 +774,11 @@ def assemble(args: argparse.Namespace, proto: str, workload: dict[str, Any], bar
                       "max_pending_rows": cfg.max_pending_rows},
         "spool": {"fsync": True, "where": "a temp folder on the root ext4 disk", "filter": "ExceptionFilter([])"},
         "machine_cpus": os.cpu_count(),
+        "cores": {**best_gw["cpu_while_device_ran"], "machine_cpus": os.cpu_count(),
+                  "definition": "cores used while the device ran in the best gateway round: the gateway "
+                                "(this process), the device process, the whole machine"},
+        "loadavg": {"start": args.loadavg_start, "end": [round(x, 2) for x in os.getloadavg()],
+                    "definition": "1, 5 and 15 minute load averages when this protocol's run started and ended"},
         **(extra or {}),
     }
     achieved = lat.get("device_samples_per_s", 0)
@@ -781,7 +821,7 @@ async def bench_opcua(args: argparse.Namespace, db: Db) -> dict[str, Any]:
     from gateway.opcua.adapter import OpcUaSource
     from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
 
-    plant = PlantProcess("opcua", {"machines": OPCUA_MACHINES, "signals": OPCUA_SIGNALS})
+    plant = make_device(args, "opcua", {"machines": OPCUA_MACHINES, "signals": OPCUA_SIGNALS})
     info = await plant.start()
     pipe = Pipeline(db.dsn)
     try:
@@ -796,7 +836,7 @@ async def bench_opcua(args: argparse.Namespace, db: Db) -> dict[str, Any]:
                                    publishing_interval=OPCUA_PUBLISHING_INTERVAL, tags=tags)
         await db.register([t.spec(config.name, "device") for t in tags])
         await pipe.start()
-        say(f"opcua: plant at {info['endpoint']} with {n} numeric nodes")
+        say(f"opcua: {args.device} device at {info['endpoint']} with {n} numeric nodes")
 
         async def bare(r: int) -> dict[str, Any]:
             """A plain asyncua subscription on the same nodes, counting data-change notifications."""
@@ -864,7 +904,8 @@ async def bench_opcua(args: argparse.Namespace, db: Db) -> dict[str, Any]:
             "message": "one DataValue (Float, Double or UInt32) per data-change notification",
             "publishing_interval_s": OPCUA_PUBLISHING_INTERVAL, "sampling_interval_s": 0.0,
             "queue_size": OPCUA_QUEUE_SIZE, "deadband": "none (server and gateway)", "mode": "subscribe",
-            "device": "OpcUaPlant (asyncua server) in a child process; plant.set() on every node in turn, each "
+            "device": OPCUA_PEER_DEVICE if args.device == "peer" else
+                      "OpcUaPlant (asyncua server) in a child process; plant.set() on every node in turn, each "
                       "a new value stamped now (asyncua's per-monitored-item deepcopy of the DataValue is "
                       "skipped in that process so that the server is not the limit)",
             "max_phase_pacing": f"as fast as the plant can set, at most {OPCUA_WINDOW:,} sets ahead of what the "
@@ -874,7 +915,7 @@ async def bench_opcua(args: argparse.Namespace, db: Db) -> dict[str, Any]:
         return assemble(args, "opcua", workload, bares, "notifications_per_s",
                         "plain asyncua Client subscription (same nodes, publishing interval 0.05 s, queue size, "
                         "sampling 0, handler callback): data-change notifications received / (first set -> last "
-                        "notification)", gateways, lat, pipe, ceiling)
+                        "notification)", gateways, lat, pipe, ceiling, device_fields(args, info))
     finally:
         await pipe.close()
         await plant.stop()
@@ -891,7 +932,7 @@ async def bench_modbus(args: argparse.Namespace, db: Db) -> dict[str, Any]:
     from gateway.modbus.adapter import ModbusSource
     from gateway.modbus.config import ModbusSourceConfig, ModbusTag
 
-    plant = PlantProcess("modbus", {"registers": MODBUS_REGISTERS})
+    plant = make_device(args, "modbus", {"registers": MODBUS_REGISTERS})
     info = await plant.start()
     port = info["port"]
     pipe = Pipeline(db.dsn)
@@ -900,7 +941,7 @@ async def bench_modbus(args: argparse.Namespace, db: Db) -> dict[str, Any]:
                 for i in range(MODBUS_REGISTERS)]
         await db.register([t.spec("modbus-bench", "gateway") for t in tags])
         await pipe.start()
-        say(f"modbus: plant on 127.0.0.1:{port}, {MODBUS_REGISTERS} uint16 holding registers")
+        say(f"modbus: {args.device} device on 127.0.0.1:{port}, {MODBUS_REGISTERS} uint16 holding registers")
 
         async def bare(r: int) -> dict[str, Any]:
             """A plain pymodbus client reading the same 100 registers back to back."""
@@ -954,19 +995,24 @@ async def bench_modbus(args: argparse.Namespace, db: Db) -> dict[str, Any]:
         workload = {
             "tags": MODBUS_REGISTERS, "registers": f"{MODBUS_REGISTERS} uint16 holding registers 0..99, one tag each",
             "message": f"one FC3 read of {MODBUS_REGISTERS} registers per poll",
-            "device": "ModbusPlant (pymodbus server, simulate=False) in a child process",
+            "device": MODBUS_PEER_DEVICE if args.device == "peer" else
+                      "ModbusPlant (pymodbus server, simulate=False) in a child process",
             "throughput_poll_interval_s": 1e-6,
             "throughput_poll_interval_note": "the config refuses 0; 1e-6 polls back to back",
             "latency_poll_interval_s": MODBUS_REGISTERS / args.latency_rate,
             "timestamps": "Modbus has none: the gateway stamps readings at SpoolSink.publish, after the read",
         }
         ceiling = await historian_ceiling(db, MODBUS_REGISTERS, args.ceiling_rows, args.rounds)
+        extra = device_fields(args, info)
+        if isinstance(plant, PeerDevice):
+            extra["device_counters"] = {**await plant.stats(), "definition": "FC3 reads and registers the "
+                                        "modbus-serial server answered over the whole run (every phase)"}
         return assemble(args, "modbus", workload, bares, "registers_per_s",
                         "plain pymodbus AsyncModbusTcpClient loop of read_holding_registers(0, count=100): "
                         "registers/s = reads/s x 100 (one register = one uint16 tag value, the gateway's tag set)",
                         gateways, lat, pipe, ceiling,
                         {"latency_note": "Modbus latency runs from the gateway's stamp (taken after the read) to "
-                                         "the commit: spool, forwarder and writer only"})
+                                         "the commit: spool, forwarder and writer only", **extra})
     finally:
         await pipe.close()
         await plant.stop()
@@ -1096,15 +1142,36 @@ async def bench_sparkplug(args: argparse.Namespace, db: Db) -> dict[str, Any]:
 BENCHES = {"opcua": bench_opcua, "modbus": bench_modbus, "sparkplug": bench_sparkplug}
 
 
-async def main_async(args: argparse.Namespace) -> None:
-    admin = args.dsn or default_dsn()
-    protocols = list(BENCHES) if args.protocol == "all" else [args.protocol]
+def rows_to_run(protocol: str, device: str) -> list[tuple[str, str]]:
+    """(protocol, device) of every row asked for; PeerMissing (naming scripts/peers) when a peer is absent."""
+    protocols = list(BENCHES) if protocol == "all" else [protocol]
+    devices = ["ours", "peer"] if device == "both" else [device]
+    rows = []
     for proto in protocols:
+        for dev in devices:
+            if dev == "peer" and proto not in PEERS:
+                if protocol != "all":
+                    raise PeerMissing(f"--device {device}: no foreign peer bench for {proto} "
+                                      f"(peer rows exist for {', '.join(PEERS)})")
+                say(f"{proto}: no foreign peer bench (peer rows exist for {', '.join(PEERS)})")
+                continue
+            if dev == "peer":
+                require_peer(proto)  # before any scratch database: fail at once, never fall back to ours
+            rows.append((proto, dev))
+    return rows
+
+
+async def main_async(args: argparse.Namespace, rows: list[tuple[str, str]]) -> None:
+    admin = args.dsn or default_dsn()
+    for proto, device in rows:
+        row = argparse.Namespace(**vars(args))
+        row.device = device
+        row.loadavg_start = [round(x, 2) for x in os.getloadavg()]
         async with scratch_database(admin, "sf_bench_gw") as dsn:
-            say(f"{proto}: scratch database {conninfo.conninfo_to_dict(dsn)['dbname']}")
+            say(f"{proto} ({device} device): scratch database {conninfo.conninfo_to_dict(dsn)['dbname']}")
             conn = await connect(dsn)
             try:
-                result = await BENCHES[proto](args, Db(dsn, conn))
+                result = await BENCHES[proto](row, Db(dsn, conn))
             finally:
                 await conn.close()
         print(json.dumps(result), flush=True)
@@ -1114,6 +1181,9 @@ def main() -> None:
     """Parse arguments, run, print one JSON line per protocol."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--protocol", choices=["all", *BENCHES], default="all")
+    p.add_argument("--device", choices=["ours", "peer", "both"], default="ours",
+                   help="ours: the simulated plant; peer: the foreign node-opcua / modbus-serial server "
+                        "(installed by scripts/peers; no peer for sparkplug); both: a row of each")
     p.add_argument("--seconds", type=float, default=8.0, help="device time of each bare and max-throughput round")
     p.add_argument("--rounds", type=int, default=2, help="rounds of bare client and gateway, alternating")
     p.add_argument("--latency-seconds", type=float, default=8.0)
@@ -1134,7 +1204,12 @@ def main() -> None:
             args.seconds = 30.0  # the fleet's measurement window per phase
         asyncio.run(fleet.run(args))
         return
-    asyncio.run(main_async(args))
+    try:
+        rows = rows_to_run(args.protocol, args.device)
+    except PeerMissing as e:
+        print(f"bench.gateway: {e}", file=sys.stderr)
+        sys.exit(2)
+    asyncio.run(main_async(args, rows))
 
 
 if __name__ == "__main__":
