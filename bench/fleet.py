@@ -2,7 +2,7 @@
 
     python -m bench.gateway --fleet [--devices 10,50,100,200] [--seconds 30] [--warmup 5] [--interval 0.1]
 
-A multi-port device simulator (bench/fleet_sim.py) runs in its own process for the whole run.
+A multi-port device simulator (plant/modbus_fleet.py) runs in its own process for the whole run.
 For each device count, in one scratch TimescaleDB database (migrated, the tags registered once):
 
 1. GATEWAY: `shopfloor gateway run` as its own process, with a generated shopfloor.toml of N
@@ -42,6 +42,7 @@ from bench.gateway import _proc_cpu, say
 from bench.ingest import default_dsn
 from bench.scratch import scratch_database
 from historian.db import connect
+from plant.modbus_fleet import fleet_toml as plant_fleet_toml
 
 REGISTERS = 100
 INTERVAL = 0.1
@@ -53,22 +54,14 @@ SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
 
 def fleet_toml(dsn: str, ports: list[int], spool_dir: Path, interval: float = INTERVAL) -> str:
     """A shopfloor.toml with one Modbus source of REGISTERS uint16 holding registers per port."""
-    lines = ["[historian]", f"dsn = {json.dumps(dsn)}", "", "[twin]", "enabled = false", "",
-             "[gateway.spool]", f"directory = {json.dumps(str(spool_dir))}", ""]
-    for d, port in enumerate(ports):
-        lines += ["[[gateway.sources]]", 'type = "modbus"', f'name = "dev{d:03d}"', 'host = "127.0.0.1"',
-                  f"port = {port}", f"poll_interval = {interval}", "tags = ["]
-        lines += [f'    {{name = "dev{d:03d}.r{i:03d}", table = "holding", address = {i}, type = "uint16", '
-                  f'machine = "dev{d:03d}"}},' for i in range(REGISTERS)]
-        lines += ["]", ""]
-    return "\n".join(lines)
+    return plant_fleet_toml(dsn, ports, spool_dir, interval, REGISTERS)
 
 
 class Simulator:
-    """The bench's handle on bench/fleet_sim.py."""
+    """The bench's handle on plant/modbus_fleet.py."""
 
     def __init__(self, devices: int) -> None:
-        self.proc = subprocess.Popen([PYTHON, "-m", "bench.fleet_sim", "--devices", str(devices)],
+        self.proc = subprocess.Popen([PYTHON, "-m", "plant.modbus_fleet", "--devices", str(devices)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.ports: list[int] = json.loads(self.proc.stdout.readline())["ports"]

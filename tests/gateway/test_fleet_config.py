@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fleet import fleet_toml
+from plant.modbus_fleet import fleet_toml
 from gateway.config import repeated
 from shopfloor.config import ConfigError, parse
 

@@ -1,7 +1,7 @@
 """kill -9 of `shopfloor gateway run` polling 50 Modbus devices: after a restart, every poll spooled before the crash is
 stored exactly once, and what is missing is one contiguous window per device at the moment of the kill.
 
-The devices are bench/fleet_sim.py: read k of a device returns register i = (7 k + i) mod 65536, and the device
+The devices are plant/modbus_fleet.py: read k of a device returns register i = (7 k + i) mod 65536, and the device
 counts the reads it served, so the stored values of register 0 say exactly which reads reached the historian.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.fleet import fleet_toml
+from plant.modbus_fleet import fleet_toml
 from tests.support import scalar_of, wait_until
 
 DEVICES = 50
@@ -42,7 +42,7 @@ def command(sim: subprocess.Popen[str], what: str) -> dict:
 @pytest.mark.parametrize("backend", ["timescaledb"])
 @pytest.mark.timeout(300)
 async def test_kill_9_mid_flush_loses_only_the_window_after_the_last_fsync(conn, dsn, tmp_path: Path):
-    sim = subprocess.Popen([sys.executable, "-m", "bench.fleet_sim", "--devices", str(DEVICES)],
+    sim = subprocess.Popen([sys.executable, "-m", "plant.modbus_fleet", "--devices", str(DEVICES)],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     procs: list[subprocess.Popen[bytes]] = []
     try:

@@ -1,6 +1,6 @@
 """A fleet of Modbus TCP devices in one process: N listening ports, 100 holding registers each, new values per read.
 
-    python -m bench.fleet_sim --devices 200 [--registers 100]
+    python -m plant.modbus_fleet --devices 200 [--registers 100]
 
 Prints one JSON line {"ports": [...]} once every port listens, then obeys one command per line
 on stdin and answers each with one JSON line on stdout:
@@ -26,6 +26,7 @@ import os
 import struct
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -117,6 +118,20 @@ def main() -> None:
     args = p.parse_args()
     asyncio.run(main_async(args.devices, args.registers))
 
+
+
+def fleet_toml(dsn: str, ports: list[int], spool_dir: Path, interval: float = 0.1, registers: int = 100) -> str:
+    """A shopfloor.toml whose gateway reads this fleet: one Modbus source of `registers` uint16 holding registers
+    per port (text only: the plant imports nothing of the project)."""
+    lines = ["[historian]", f"dsn = {json.dumps(dsn)}", "", "[twin]", "enabled = false", "",
+             "[gateway.spool]", f"directory = {json.dumps(str(spool_dir))}", ""]
+    for d, port in enumerate(ports):
+        lines += ["[[gateway.sources]]", 'type = "modbus"', f'name = "dev{d:03d}"', 'host = "127.0.0.1"',
+                  f"port = {port}", f"poll_interval = {interval}", "tags = ["]
+        lines += [f'    {{name = "dev{d:03d}.r{i:03d}", table = "holding", address = {i}, type = "uint16", '
+                  f'machine = "dev{d:03d}"}},' for i in range(registers)]
+        lines += ["]", ""]
+    return "\n".join(lines)
 
 if __name__ == "__main__":
     main()
