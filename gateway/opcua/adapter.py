@@ -9,22 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from datetime import datetime
+import time
+from collections import OrderedDict
+from datetime import datetime, timezone
 from typing import Any
 
 from asyncua import ua
 from asyncua.common.node import Node
 from asyncua.common.ua_utils import data_type_to_variant_type
 
-from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
+from gateway.opcua.config import OpcUaEvents, OpcUaSourceConfig, OpcUaTag
 from gateway.opcua.session import RECOVERABLE, Backoff, Session, describe, open_session
-from gateway.opcua.subscription import Monitor
+from gateway.opcua.subscription import EVENT_PREFIX, Monitor
 from gateway.cancel import honour_cancellation
 from gateway.outbox import Outbox, run_beside
 from gateway.source import InvalidValueError, NotWritableError, Reading, Sink, SourceStatus, WriteError
+from gateway.tags import TagConfig
 from gateway.values import float32_value
-from historian.samples import Quality
+from historian.samples import Quality, to_us
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +115,74 @@ def to_reading(tag: OpcUaTag, dv: ua.DataValue) -> Reading:
     return Reading(tag.name, _value(tag, dv.Value), ts, quality)
 
 
+def _json_value(value: Any) -> Any:
+    """An event field's value as JSON can hold it; ValueError for a structure we do not know."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{value!r} has no JSON form")
+        return value
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=timezone.utc)).isoformat()
+    if isinstance(value, ua.LocalizedText):
+        return value.Text
+    if isinstance(value, (ua.NodeId, ua.QualifiedName)):
+        return value.to_string()
+    if isinstance(value, ua.StatusCode):
+        return value.name
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
+    raise ValueError(f"a {type(value).__name__} has no JSON form here")
+
+
+class EventStamps:
+    """Gives each event of one events tag a distinct timestamp: the events table keeps one row per (tag, ts).
+
+    Two different events (EventId) with the same Time are 1 µs apart; the same event delivered
+    again (a republish) gets the same time, so the historian stores it once.
+    """
+
+    def __init__(self, remember: int = 4096) -> None:
+        self._ids: OrderedDict[int, bytes] = OrderedDict()
+        self._remember = remember
+
+    def stamp(self, ts_us: int, event_id: bytes | None) -> int:
+        """The time to store an event under: its own, or the next free microsecond after it."""
+        while (held := self._ids.get(ts_us)) is not None and (event_id is None or held != event_id):
+            ts_us += 1
+        self._ids[ts_us] = event_id or b""
+        self._ids.move_to_end(ts_us)
+        if len(self._ids) > self._remember:
+            self._ids.popitem(last=False)
+        return ts_us
+
+
+def to_event_reading(notifier: OpcUaEvents, fields: list[ua.Variant], stamps: EventStamps, now_us: int) -> Reading:
+    """The reading of an event: a JSON object of the kept fields it carries, at its Time (else now_us)."""
+    skip = len(EVENT_PREFIX)
+    if len(fields) != len(notifier.fields) + skip:
+        raise ValueError(f"{len(fields)} event fields for {len(notifier.fields) + skip} select clauses")
+    event_id = fields[0].Value if isinstance(fields[0].Value, bytes) else None
+    kept: dict[str, Any] = {}
+    for name, variant in zip(notifier.fields, fields[skip:]):
+        if variant.Value is None:
+            continue  # a field this event type does not have (ConditionName of a plain event)
+        try:
+            kept[name] = _json_value(variant.Value)
+        except ValueError as e:
+            raise ValueError(f"field {name}: {e}") from None
+    if not kept:
+        raise ValueError("the event carries none of the kept fields")
+    # the event's Time when kept (and sent), else the time it arrived, as readings without a device time
+    time_field = next((v.Value for n, v in zip(notifier.fields, fields[skip:]) if n == "Time"), None)
+    ts_us = to_us(time_field) if isinstance(time_field, datetime) and time_field.year > 1601 else now_us
+    value = json.dumps(kept, separators=(",", ":"), ensure_ascii=False)
+    return Reading(notifier.name, value, stamps.stamp(ts_us, event_id), Quality.GOOD)
+
+
 def _for_variant(value: Any, vtype: ua.VariantType) -> Any:
     """The value as the Python type asyncua encodes as vtype; ValueError if it does not fit."""
     if vtype is ua.VariantType.Boolean:
@@ -139,6 +211,19 @@ class _Intake:
         self.source = source
         self.outbox = outbox
         self._last: dict[str, tuple[Any, int, datetime | None]] = {}
+        self._stamps: dict[str, EventStamps] = {}
+
+    def on_event(self, notifier: OpcUaEvents, fields: list[ua.Variant]) -> None:
+        """Queue an event as a reading of its events tag; one that cannot be mapped goes to the dead letters."""
+        stamps = self._stamps.setdefault(notifier.name, EventStamps())
+        try:
+            reading = to_event_reading(notifier, fields, stamps, time.time_ns() // 1000)
+        except ValueError as e:
+            payload = {"source": self.source.name, "tag": notifier.name, "notifier": notifier.notifier,
+                       "fields": {n: repr(v.Value) for n, v in zip([*EVENT_PREFIX, *notifier.fields], fields)}}
+            self.outbox.put_dead(f"{notifier.name}: event not stored: {e}", payload)
+            return
+        self.outbox.put(reading)
 
     def on_value(self, tag: OpcUaTag, dv: ua.DataValue, only_changes: bool = False) -> None:
         """Convert and queue; something that is no reading goes to the dead letters."""
@@ -199,6 +284,10 @@ class OpcUaSource:
         self._session: Session | None = None
         self._variant_types: dict[str, ua.VariantType] = {}
 
+    def known_tags(self) -> dict[str, TagConfig]:
+        """The events tags (text), registered by the gateway when their first event reaches the historian."""
+        return {n.name: n.tag_config() for n in self.config.events}
+
     async def run(self, sink: Sink) -> None:
         """Read until cancelled, reconnecting with backoff after any failure."""
         c = self.config
@@ -251,6 +340,25 @@ class OpcUaSource:
         raise ConnectionError(session.lost_reason or "connection lost")
 
     async def _poll(self, session: Session, intake: _Intake, backoff: Backoff) -> None:
+        if not self.config.events:
+            return await self._poll_tags(session, intake, backoff)
+        # events cannot be polled: a subscription carries the notifiers beside the Read loop
+        monitor = Monitor(session, self.config, intake, tags=False)
+        await monitor.start()
+        watcher = asyncio.create_task(monitor.watch(), name=f"opcua:{self.name}:events")
+        polling = asyncio.create_task(self._poll_tags(session, intake, backoff), name=f"opcua:{self.name}:poll")
+        try:
+            await asyncio.wait((watcher, polling), return_when=asyncio.FIRST_COMPLETED)
+            for task in (polling, watcher):
+                if task.done():
+                    task.result()  # the failure that ended it (a recreate that could not be done)
+        finally:
+            for task in (watcher, polling):
+                task.cancel()
+            await asyncio.gather(watcher, polling, return_exceptions=True)
+        raise ConnectionError(session.lost_reason or "connection lost")
+
+    async def _poll_tags(self, session: Session, intake: _Intake, backoff: Backoff) -> None:
         tags = [tag for tag in self.config.tags if tag.name in session.nodes]
         params = ua.ReadParameters(
             MaxAge=0,

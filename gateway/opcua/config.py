@@ -12,6 +12,8 @@ from gateway.outbox import check_settings
 from gateway.tags import TagConfig
 from historian.embedded import default_state_dir
 
+import re
+
 MODES = ("subscribe", "poll")
 SECURITY_POLICIES = ("None", "Basic256Sha256")
 SECURITY_MODES = ("None", "Sign", "SignAndEncrypt")
@@ -78,6 +80,100 @@ class OpcUaTag(TagConfig, kw_only=True, forbid_unknown_fields=True):
         return ua.NodeId.from_string(self.node_id)
 
 
+# the fields of the standard event types (Part 5 BaseEventType, Part 9 ConditionType and its subtypes)
+# a `fields` entry may start with; anything else needs a namespace-qualified browse name ("2:Pressure")
+EVENT_FIELDS = (
+    "EventId", "EventType", "SourceNode", "SourceName", "Time", "ReceiveTime", "LocalTime", "Message", "Severity",
+    "ConditionClassId", "ConditionClassName", "ConditionSubClassId", "ConditionSubClassName",
+    "ConditionName", "BranchId", "Retain", "EnabledState", "Quality", "LastSeverity", "Comment", "ClientUserId",
+    "AckedState", "ConfirmedState", "ActiveState", "InputNode", "SuppressedState", "OutOfServiceState",
+    "SilenceState", "LatchedState", "ShelvingState", "SuppressedOrShelved", "MaxTimeShelved",
+)  # fmt: skip
+# two-state variables: the field stores the state's boolean Id ("ActiveState" reads ActiveState/Id)
+TWO_STATE_FIELDS = frozenset(
+    {"EnabledState", "AckedState", "ConfirmedState", "ActiveState", "SuppressedState", "OutOfServiceState",
+     "SilenceState", "LatchedState"}
+)
+DEFAULT_EVENT_FIELDS = (
+    "EventType", "SourceName", "Time", "Severity", "Message", "ConditionName", "ActiveState", "AckedState", "Retain",
+)  # fmt: skip
+SERVER_OBJECT = "i=2253"
+_QUALIFIED = re.compile(r"^(?:(\d+):)?([^/:]+)$")
+
+
+def event_browse_path(field: str) -> list[ua.QualifiedName]:
+    """The select clause browse path of a `fields` entry; ValueError naming it when it is none."""
+    segments = field.split("/")
+    path: list[ua.QualifiedName] = []
+    for i, segment in enumerate(segments):
+        m = _QUALIFIED.match(segment)
+        if not m:
+            raise ValueError(f"{field!r} is not a browse path (names separated by '/', optionally '2:Name')")
+        ns, name = m.groups()
+        if i == 0 and ns is None and name not in EVENT_FIELDS:
+            raise ValueError(
+                f"{field!r} is not a field of the standard event types (known: {', '.join(EVENT_FIELDS)}); "
+                "a vendor field needs its namespace index, e.g. '2:Pressure'"
+            )
+        path.append(ua.QualifiedName(name, int(ns) if ns is not None else 0))
+    if len(segments) == 1 and segments[0] in TWO_STATE_FIELDS:
+        path.append(ua.QualifiedName("Id", 0))
+    return path
+
+
+class OpcUaEvents(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """One event notifier subscribed for events (and Alarms & Conditions); stored as one text tag."""
+
+    notifier: str = SERVER_OBJECT
+    """Node id of the object whose events are subscribed; default the Server object (every event)."""
+    name: str = ""
+    """The events tag each event is stored under (events table, JSON); empty: '<source>.events'."""
+    machine: str | None = None
+    """Machine the events (and the alarms of conditions) belong to; none: the event's SourceName if a
+    machine of that name exists."""
+    category: str = "machine"
+    description: str = ""
+    fields: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_EVENT_FIELDS))
+    """Event fields kept, in this order; absent from an event that does not carry them."""
+    queue_size: int = 1000
+    """Events the server queues between two publishes; a burst beyond is lost on the server."""
+
+    def __post_init__(self) -> None:
+        try:
+            ua.NodeId.from_string(self.notifier)
+        except (ua.UaError, ValueError) as e:
+            raise ValueError(f"notifier: {self.notifier!r} is not an OPC UA node id ({e})") from None
+        if self.machine == "":
+            raise ValueError("machine: empty; leave it out to take the event's SourceName")
+        if not self.fields:
+            raise ValueError("fields: keep at least one field")
+        seen: set[str] = set()
+        for field in self.fields:
+            try:
+                event_browse_path(field)
+            except ValueError as e:
+                raise ValueError(f"fields: {e}") from None
+            if field in seen:
+                raise ValueError(f"fields: {field!r} appears twice")
+            seen.add(field)
+        if self.queue_size < 1:
+            raise ValueError(f"queue_size: must be >= 1, got {self.queue_size}")
+        try:
+            self.tag_config()
+        except ValueError as e:
+            raise ValueError(f"{e} (the events tag)") from None
+
+    def tag_config(self) -> TagConfig:
+        """The text tag the notifier's events are stored under."""
+        description = self.description or f"OPC UA events of {self.notifier}"
+        return TagConfig(name=self.name or "unnamed", category=self.category, machine=self.machine,
+                         data_type="text", description=description)
+
+    def ua_node_id(self) -> ua.NodeId:
+        """The notifier's node id as asyncua's NodeId."""
+        return ua.NodeId.from_string(self.notifier)
+
+
 def default_pki_dir() -> Path:
     """Where generated client certificates go: pki/opcua in Shopfloor's state folder."""
     return default_state_dir() / "pki" / "opcua"
@@ -122,6 +218,8 @@ class OpcUaSourceConfig(msgspec.Struct, tag="opcua", tag_field="type", kw_only=T
     deadband_value: float = 0.0
     """Default of the tags' deadband_value."""
     tags: list[OpcUaTag] = msgspec.field(default_factory=list)
+    events: list[OpcUaEvents] = msgspec.field(default_factory=list)
+    """`[[gateway.sources.events]]`: event notifiers subscribed for events and conditions."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -165,6 +263,12 @@ class OpcUaSourceConfig(msgspec.Struct, tag="opcua", tag_field="type", kw_only=T
             seen.add(tag.name)
         check_monitoring(self.sampling_interval, self.queue_size, self.deadband_type, self.deadband_value, None)
         self.tags = [self.effective(tag) for tag in self.tags]
+        for i, notifier in enumerate(self.events):
+            if not notifier.name:
+                notifier.name = f"{self.name}.events" if len(self.events) == 1 else f"{self.name}.events{i + 1}"
+            if notifier.name in seen:
+                raise ValueError(f"events: name {notifier.name!r} is already a tag or events name of this source")
+            seen.add(notifier.name)
 
     def effective(self, tag: OpcUaTag) -> OpcUaTag:
         """The tag with the source's monitoring defaults where it sets none itself (validated again)."""

@@ -15,9 +15,10 @@ import time
 from typing import Any, Protocol, Sequence
 
 from asyncua import ua
+from asyncua.common.events import Event
 from asyncua.common.subscription import DataChangeNotif, Subscription
 
-from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
+from gateway.opcua.config import OpcUaEvents, OpcUaSourceConfig, OpcUaTag, event_browse_path
 from gateway.opcua.session import RECOVERABLE, Session, describe
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,9 @@ class Listener(Protocol):
 
     def on_recreated(self) -> None:
         """The subscription was recreated after a stall."""
+
+    def on_event(self, notifier: OpcUaEvents, fields: list[ua.Variant]) -> None:
+        """An event of a notifier: EventId, EventType, then the notifier's `fields` in order."""
 
 
 def data_change_filter(tag: OpcUaTag) -> ua.DataChangeFilter | None:
@@ -92,6 +96,39 @@ def _request(
     )
 
 
+# client handles of event items start here, clear of the tags' positions
+EVENT_HANDLE_BASE = 1 << 30
+
+
+# selected before the notifier's fields: EventId tells events apart, EventType finds refresh brackets
+EVENT_PREFIX = ("EventId", "EventType")
+# the RefreshStart/RefreshEnd events that bracket a ConditionRefresh: no news, not stored
+REFRESH_EVENT_TYPES = frozenset({ua.NodeId(ua.ObjectIds.RefreshStartEventType), ua.NodeId(ua.ObjectIds.RefreshEndEventType)})
+
+
+def event_filter(notifier: OpcUaEvents) -> ua.EventFilter:
+    """Select EventId, EventType and the notifier's fields; no where clause: every event."""
+    paths = [[ua.QualifiedName(f, 0)] for f in EVENT_PREFIX] + [event_browse_path(f) for f in notifier.fields]
+    clauses = [
+        ua.SimpleAttributeOperand(
+            TypeDefinitionId=ua.NodeId(ua.ObjectIds.BaseEventType), BrowsePath=path, AttributeId=ua.AttributeIds.Value
+        )
+        for path in paths
+    ]
+    return ua.EventFilter(SelectClauses=clauses)
+
+
+def _event_request(handle: int, notifier: OpcUaEvents, efilter: ua.EventFilter) -> ua.MonitoredItemCreateRequest:
+    params = ua.MonitoringParameters(
+        ClientHandle=handle, SamplingInterval=0, QueueSize=notifier.queue_size, DiscardOldest=True, Filter=efilter,
+    )  # fmt: skip
+    return ua.MonitoredItemCreateRequest(
+        ItemToMonitor=ua.ReadValueId(NodeId=notifier.ua_node_id(), AttributeId=ua.AttributeIds.EventNotifier),
+        MonitoringMode=ua.MonitoringMode.Reporting,
+        RequestedParameters=params,
+    )
+
+
 class _Handler:
     """asyncua's callback object for one generation of the subscription."""
 
@@ -105,6 +142,18 @@ class _Handler:
         tag = self.monitor.tags_by_handle.get(item.ClientHandle)
         if tag is not None and item.Value is not None:
             self.monitor.listener.on_value(tag, item.Value)
+
+    def event_notification(self, event: Event) -> None:
+        """Hand an event's fields (in select-clause order) to the listener."""
+        # asyncua hands each event the select clauses of its item's filter (the same list object):
+        # unlike the server handle, that is known before CreateMonitoredItems has answered
+        notifier = self.monitor.notifiers_by_clauses.get(id(event.select_clauses))
+        if notifier is None or event.event_fields is None:
+            return
+        fields = list(event.event_fields)
+        if len(fields) > 1 and fields[1].Value in REFRESH_EVENT_TYPES:
+            return
+        self.monitor.listener.on_event(notifier, fields)
 
     def status_change_notification(self, status: ua.StatusChangeNotification) -> None:
         """The server (or asyncua on a lost connection) says the subscription is gone."""
@@ -124,15 +173,19 @@ async def _wait_any(events: Sequence[asyncio.Event], timeout: float) -> None:
 class Monitor:
     """The subscription of one session: created by start(), kept alive by watch()."""
 
-    def __init__(self, session: Session, config: OpcUaSourceConfig, listener: Listener) -> None:
+    def __init__(self, session: Session, config: OpcUaSourceConfig, listener: Listener, *, tags: bool = True) -> None:
         self.session = session
         self.config = config
         self.listener = listener
         # client handles are positions in the tag list, so a recreated item maps to the same tag
         # effective: a tag added to config.tags after load gets the source's defaults here too
+        # (tags=False: poll mode, where the subscription carries the event notifiers only)
         self.tags_by_handle = {
             i: config.effective(tag) for i, tag in enumerate(config.tags, start=1) if tag.name in session.monitored
-        }
+        } if tags else {}
+        self.notifiers_by_handle = {EVENT_HANDLE_BASE + i: n for i, n in enumerate(config.events)}
+        self._filters: list[ua.EventFilter] = []
+        self.notifiers_by_clauses: dict[int, OpcUaEvents] = {}
         self.generation = 0
         self._sub: Subscription | None = None
         self._started = 0.0
@@ -169,6 +222,40 @@ class Monitor:
         await self._create_items(sub)
 
     async def _create_items(self, sub: Subscription) -> None:
+        await self._create_tag_items(sub)
+        await self._create_event_items(sub)
+
+    async def _create_event_items(self, sub: Subscription) -> None:
+        handles = list(self.notifiers_by_handle)
+        filters = [event_filter(self.notifiers_by_handle[h]) for h in handles]
+        # kept referenced: the ids below must not be reused while this generation's items live
+        self._filters, self.notifiers_by_clauses = filters, {}
+        for h, efilter in zip(handles, filters):
+            self.notifiers_by_clauses[id(efilter.SelectClauses)] = self.notifiers_by_handle[h]
+        requests = [_event_request(h, self.notifiers_by_handle[h], f) for h, f in zip(handles, filters)]
+        results = await sub.create_monitored_items(requests) if requests else []
+        for handle, result in zip(handles, results):
+            notifier = self.notifiers_by_handle[handle]
+            if isinstance(result, ua.StatusCode):
+                # the other notifiers and the tags go on; the reconnect or next recreate tries again
+                self.listener.on_problem(
+                    f"{notifier.name}: the server refused events of notifier {notifier.notifier} ({result.name})"
+                )
+        if any(not isinstance(r, ua.StatusCode) for r in results):
+            await self._condition_refresh(sub)
+
+    async def _condition_refresh(self, sub: Subscription) -> None:
+        """Ask for the state of every retained condition (Part 9 ConditionRefresh): what changed while we were away."""
+        method = ua.NodeId(ua.ObjectIds.ConditionType_ConditionRefresh)
+        try:
+            await self.session.client.get_node(ua.ObjectIds.ConditionType).call_method(
+                method, ua.Variant(sub.subscription_id, ua.VariantType.UInt32)
+            )
+        except ua.UaStatusCodeError as e:
+            # a server without Alarms & Conditions has no such method; its plain events still flow
+            log.info("%s: ConditionRefresh not done (%s)", self.config.name, ua.StatusCode(e.code).name)
+
+    async def _create_tag_items(self, sub: Subscription) -> None:
         handles = list(self.tags_by_handle)
         requests = [_request(h, self.tags_by_handle[h], self.session, self.config, True) for h in handles]
         results = await sub.create_monitored_items(requests) if requests else []
