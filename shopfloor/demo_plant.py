@@ -98,7 +98,8 @@ def demo_gateway_table(plant: PlantConfig, presses: tuple[str, ...] = ("press1",
                 # the oven's metrics are learned from its Sparkplug births: no tag list needed
                 {"type": "mqtt", "name": "line1-sparkplug", "host": plant.mqtt_host, "port": plant.mqtt_port,
                  "client_id": f"shopfloor-demo-{plant.opcua_port}",
-                 "sparkplug": [{"group_id": "plant", "device_tag": "{device}.{metric}", "node_tag": "line1.{metric}"}]},
+                 "sparkplug": [{"group_id": "plant", "device_tag": "{device}.{metric}", "node_tag": "line1.{metric}",
+                                "node_machine": ""}]},  # the edge node is the line's gateway, not a machine
             ]
     }
 

@@ -126,6 +126,8 @@ class SparkplugGroup(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Tag name of a device metric not mapped in `metrics`; may use {group}, {edge_node}, {device}, {metric}."""
     node_tag: str = "{edge_node}.{metric}"
     """Tag name of a node metric not mapped in `metrics`; may use {group}, {edge_node}, {metric}."""
+    node_machine: str = "{edge_node}"
+    """Machine of a node metric's tag ({group}, {edge_node}); "" when the edge node is a gateway, not a machine."""
     metrics: list[SparkplugMetric] = []
     """Explicit metric -> tag mapping with metadata; needed for write()."""
 
@@ -140,6 +142,9 @@ class SparkplugGroup(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         bad = set(template_fields(self.node_tag, "node_tag")) - {"group", "edge_node", "metric"}
         if bad:
             raise ValueError(f"node_tag: unknown placeholders {sorted(bad)} (a node metric has no device)")
+        bad = set(template_fields(self.node_machine, "node_machine")) - {"group", "edge_node"}
+        if bad:
+            raise ValueError(f"node_machine: unknown placeholders {sorted(bad)}")
         seen: set[tuple[str, str | None, str]] = set()
         for m in self.metrics:
             key = (m.edge_node, m.device, m.metric)

@@ -289,7 +289,7 @@ class SparkplugHost:
                 self.tags[tag] = TagConfig(
                     name=tag,
                     data_type=kind.data_type,
-                    machine=device or edge,
+                    machine=device or self.group.node_machine.format(group=self.group_id, edge_node=edge) or None,
                     description=f"Sparkplug {self.group_id}/{edge}/{device + '/' if device else ''}{name}",
                 )
         field = kind.write_field if kind is not None else "int_value"

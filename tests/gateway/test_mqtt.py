@@ -100,6 +100,7 @@ BAD_CONFIGS = [
     ({"sparkplug": [{"group_id": "a/b"}]}, "group_id"),
     ({"sparkplug": [{"group_id": "g", "device_tag": "{edge_node}.{plc}"}]}, "device_tag"),
     ({"sparkplug": [{"group_id": "g", "node_tag": "{edge_node}.{device}"}]}, "node_tag"),
+    ({"sparkplug": [{"group_id": "g", "node_machine": "{device}"}]}, "node_machine"),
     (
         {
             "sparkplug": [

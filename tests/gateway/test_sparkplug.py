@@ -95,6 +95,7 @@ async def test_node_metrics_names_timestamps_and_explicit_mapping() -> None:
         group_config(
             group,
             node_tag="{group}.{edge_node}.{metric}",
+            node_machine="",  # the edge node is a gateway: its own metrics belong to no machine
             metrics=[
                 {"edge_node": "line1", "device": "press1", "metric": "Pressure", "name": "press1.p", "unit": "bar"}
             ],
@@ -123,6 +124,9 @@ async def test_node_metrics_names_timestamps_and_explicit_mapping() -> None:
     # control metrics are protocol, not process data
     assert not [r for r in sink.readings if "bdSeq" in r.tag or "Node Control" in r.tag]
     assert source.known_tags()["press1.p"].unit == "bar"
+    known = source.known_tags()
+    assert known[f"{group}.line1.Properties/Hardware"].machine is None
+    assert known["line1.press1.Temperature"].machine == "press1"
 
 
 async def test_ndeath_and_ddeath_mark_metrics_stale() -> None:
