@@ -188,7 +188,18 @@ async def test_a_replayed_condition_event_journals_once_and_a_condition_without_
         await conn.execute(insert, (T0, value))
     cur = await conn.execute("SELECT machine, tag, priority, state FROM alarms_named")
     assert await cur.fetchall() == [("press1", "opc.events/press1/Jam", "medium", "unack_active")]
+    assert await (await conn.execute("SELECT count(*) FROM events")).fetchone() == (1,)
     assert await (await conn.execute("SELECT transition, data_ts FROM alarm_journal")).fetchall() == [("raised", T0)]
+    # a worse severity band while active escalates; the same band only counts the point
+    for dt, severity in ((1, 600), (2, 900)):
+        worse = json.dumps({"SourceName": "press1", "Severity": severity, "Message": f"s{severity}",
+                            "ConditionName": "Jam", "ActiveState": True, "AckedState": False})
+        await conn.execute(insert, (T0 + timedelta(milliseconds=dt), worse))
+    cur = await conn.execute("SELECT priority, points, value, last_ts FROM alarms")
+    assert await cur.fetchall() == [("high", 3, 900.0, T0 + timedelta(milliseconds=2))]
+    cur = await conn.execute("SELECT transition, data_ts, detail FROM alarm_journal ORDER BY id")
+    assert await cur.fetchall() == [("raised", T0, "medium: m"),
+                                    ("escalated", T0 + timedelta(milliseconds=2), "high: s900")]
     # an unknown SourceName and no machine on the tag: nothing to hang the alarm on, so a dead letter says why
     orphan = json.dumps({"SourceName": "kiln9", "ConditionName": "Hot", "ActiveState": True})
     await conn.execute(insert, (T0 + timedelta(seconds=1), orphan))
