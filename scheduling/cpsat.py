@@ -72,8 +72,13 @@ class FjspModel:
     def __init__(self, instance: Instance, objective: Objective | None = None, *,
                  keep: dict[tuple[int, int], int] | None = None,
                  order: list[tuple[tuple[int, int], tuple[int, int]]] | None = None,
-                 horizon: int | None = None) -> None:
+                 horizon: int | None = None, near: dict[tuple[int, int], int] | None = None,
+                 reach: int | None = None, adjacent: set | None = None) -> None:
         self.instance = instance
+        # LNS: with `near` (a start per operation, e.g. the hint's) and `reach`, a free operation may directly
+        # follow or precede only operations starting within `reach` of it; far arcs are never taken by a small
+        # neighbourhood and made most of the model's size
+        self.near, self.reach, self.adjacent = near, reach, adjacent or set()  # adjacent: arcs always kept
         self.objective = objective or Objective()
         self.model = m = cp_model.CpModel()
         keep = keep or {}
@@ -81,6 +86,8 @@ class FjspModel:
         self.starts: dict[tuple[int, int], cp_model.IntVar] = {}
         self.ends: dict[tuple[int, int], cp_model.LinearExpr] = {}
         self.lits: dict[tuple[int, int], dict[int, cp_model.IntVar]] = {}
+        # per machine, the circuit's arc literals: (a, b) a directly before b; (None, b) b first; (a, None) a last
+        self.arcs: dict[int, dict[tuple[tuple[int, int] | None, tuple[int, int] | None], cp_model.IntVar]] = {}
         per_machine: dict[int, list[tuple[tuple[int, int], cp_model.IntervalVar, object, int]]] = {}
         for j, o, op in instance.operations():
             alts = op.alternatives
@@ -115,9 +122,12 @@ class FjspModel:
         lasts = [self.ends[(j, len(job.operations) - 1)] for j, job in enumerate(instance.jobs) if job.operations]
         m.AddMaxEquality(self.makespan, lasts)
         self.tardiness = []
+        self.tardiness_vars: dict[int, cp_model.IntVar] = {}
+        self.shifts: dict[tuple[int, int], tuple[cp_model.IntVar, int]] = {}  # |start - previous start|, previous
         for j, job in enumerate(instance.jobs):
             if job.due is not None and job.operations:
                 t = m.NewIntVar(0, h, f"t{j}")
+                self.tardiness_vars[j] = t
                 m.Add(t >= self.ends[(j, len(job.operations) - 1)] - job.due)
                 self.tardiness.append(job.weight * t)
         m.Minimize(self._objective_expr(h))
@@ -126,23 +136,30 @@ class FjspModel:
         """Sequence-dependent changeovers: a Hamiltonian path through the operations present on the machine."""
         m, inst = self.model, self.instance
         arcs = []
+        named = self.arcs.setdefault(mach, {})
         for i, (ki, _, li, _) in enumerate(items, 1):
             fi = inst.jobs[ki[0]].operations[ki[1]].family
-            arcs.append((0, i, m.NewBoolVar("")))
-            arcs.append((i, 0, m.NewBoolVar("")))
+            named[(None, ki)], named[(ki, None)] = m.NewBoolVar(""), m.NewBoolVar("")
+            arcs.append((0, i, named[(None, ki)]))
+            arcs.append((i, 0, named[(ki, None)]))
             arcs.append((i, i, ~li if not isinstance(li, int) else m.NewConstant(0)))
             for k, (kk, _, lk, _) in enumerate(items, 1):
                 if k == i or kk[0] == ki[0] and kk[1] < ki[1]:
                     continue  # a job's later operation never precedes its earlier one
                 if ki in keep and kk in keep and (ki, kk) not in consecutive:
                     continue  # pinned operations keep their order: only neighbours can follow each other directly
+                if self.reach is not None and self.near is not None and (ki not in keep or kk not in keep) and \
+                        abs(self.near.get(ki, 0) - self.near.get(kk, 0)) > self.reach and (ki, kk) not in self.adjacent:
+                    continue
                 lit = m.NewBoolVar("")
                 fk = inst.jobs[kk[0]].operations[kk[1]].family
                 m.AddImplication(lit, li)
                 m.AddImplication(lit, lk)
                 m.Add(self.starts[kk] >= self.ends[ki] + inst.setup(fi, fk)).OnlyEnforceIf(lit)
                 arcs.append((i, k, lit))
-        arcs.append((0, 0, m.NewBoolVar("")))
+                named[(ki, kk)] = lit
+        named[(None, None)] = m.NewBoolVar("")
+        arcs.append((0, 0, named[(None, None)]))
         m.AddCircuit(arcs)
 
     def _named(self, kind: str):  # type: ignore[no-untyped-def]
@@ -174,6 +191,7 @@ class FjspModel:
                 if obj.shift_weight:
                     d = m.NewIntVar(0, h, "")
                     m.AddAbsEquality(d, self.starts[key] - p.start)
+                    self.shifts[key] = (d, p.start)
                     terms.append(obj.shift_weight * d)
             expr = expr + sum(terms)
         return expr
@@ -190,6 +208,29 @@ class FjspModel:
                 for mach, lit in self.lits[key].items():
                     self.model.AddHint(lit, int(mach == p.machine))
         self.model.AddHint(self.makespan, schedule.makespan())
+        # a complete hint (sequence arcs and tardiness too) is taken as a first solution at once; a partial one
+        # has to be completed by the search, which on 100 jobs with changeovers can take longer than an LNS step
+        used: set = set()
+        for mach, seq in enumerate(schedule.machine_sequences(self.instance.n_machines)):
+            named = self.arcs.get(mach)
+            if not named:
+                continue
+            keys = [(p.job, p.op) for p in seq if (p.job, p.op) in self.starts]
+            chain = list(zip([None] + keys, keys + [None])) if keys else [(None, None)]
+            on = {pair for pair in chain if pair in named}
+            for pair, lit in named.items():
+                if id(lit) not in used:
+                    self.model.AddHint(lit, int(pair in on))
+                    used.add(id(lit))
+        ends = {}
+        for p in schedule.placements:
+            ends[p.job] = max(ends.get(p.job, 0), p.end)
+        for j, t in self.tardiness_vars.items():
+            self.model.AddHint(t, max(0, ends.get(j, 0) - (self.instance.jobs[j].due or 0)))
+        starts = {(p.job, p.op): p.start for p in schedule.placements}
+        for key, (d, before) in self.shifts.items():
+            if key in starts:
+                self.model.AddHint(d, abs(starts[key] - before))
 
     def extract(self, solver: cp_model.CpSolver) -> Schedule:
         """The schedule in the solver's current solution, with each changeover filled in."""
@@ -201,13 +242,15 @@ class FjspModel:
         return with_setups(self.instance, Schedule(placements))
 
     def solve(self, time_limit: float, workers: int = 2, *, seed: int = 0, on_progress=None,  # type: ignore[no-untyped-def]
-              cancel: threading.Event | None = None, log: bool = False) -> SolveResult:
-        """Solve within time_limit seconds on `workers` threads; cancel stops at the next solution."""
+              cancel: threading.Event | None = None, log: bool = False, presolve: bool = True) -> SolveResult:
+        """Solve within time_limit seconds on `workers` threads; cancel stops at the next solution; `presolve`
+        off for LNS sub-problems (on a 400-operation model with changeovers it took most of a 1 s step)."""
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.01, time_limit)
         solver.parameters.num_workers = max(1, workers)
         solver.parameters.random_seed = seed
         solver.parameters.log_search_progress = log
+        solver.parameters.cp_model_presolve = presolve
         t0 = time.monotonic()
         progress: list[tuple[float, float, float]] = []
         cb = _Progress(t0, progress, on_progress, cancel)

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field, replace
 
 from scheduling.cpsat import Objective, SolveResult
 from scheduling.dispatch import right_shift
+from scheduling.lns import focus_of, focused_lns, stable_dispatch
 from scheduling.model import Alternative, Instance, Job, Schedule, weighted_tardiness
-from scheduling.solver import score, solve
+from scheduling.solver import FjspModel_score, score, solve
 from scheduling.validate import violations
 
 EVENTS = ("machine_down", "machine_back", "rush_order", "op_finished", "cancel")
@@ -148,11 +149,12 @@ def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_limit: float = 10.0, workers: int = 2,
                kind: str = "weighted", move_weight: int | None = None, shift_weight: int = 1,
-               tolerance: float = 0.01, split: float = 0.5,
+               tolerance: float = 0.01, split: float = 0.6, seed: int = 0,
                on_progress=None, cancel: threading.Event | None = None) -> Reschedule:  # type: ignore[no-untyped-def]
-    """Apply the event, repair by right shift at once, then re-optimise lexicographically: first the objective
-    alone (from the repair) for `split` of the time, then the fewest moves and start shifts against the previous
-    version with the objective held within `tolerance` (relative) of what the first stage reached."""
+    """Apply the event, repair by right shift at once, then re-optimise lexicographically from the repair: first the
+    objective (ties to fewer moves) by LNS focused on the disrupted part for up to `split` of the time (less when it
+    stops improving), then the fewest moves and start shifts against the previous version with the objective held
+    within `tolerance` (relative) of what the first stage reached and never above the repair."""
     t0 = time.monotonic()
     inst = apply_event(instance, previous, event)
     down = {event.machine} if event.kind == "machine_down" and event.until is None else set()
@@ -163,28 +165,46 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
     base = Objective(kind, 10, 10)
     if move_weight is None:
         move_weight = 10 * max(1, sum(durations) // max(1, len(durations)))
-    stage1 = solve(inst, max(0.1, time_limit * split - (time.monotonic() - t0)), workers, objective=base,
-                   hint=repaired, on_progress=on_progress, cancel=cancel, first_phase=0.3, final_phase=0.0)
     repaired_value = score(inst, repaired, base)
+    repair_valid = not violations(inst, repaired)
+    touched = {event.machine} if event.machine is not None else set()
+    window_end = event.until if event.kind == "machine_down" and event.until is not None else None
+    if repair_valid:
+        # most of the previous plan stays good, but right shift keeps each machine's order, so one late operation
+        # holds up its machine: list-scheduling repairs that let ready work go first (on the previous machine, or
+        # another when that finishes it sooner by more than a penalty) are candidates too; the best start wins,
+        # and LNS goes on from it with its sub-problems around the event. A move weight of 1 (a tenth of a time
+        # unit) makes the first stage prefer, of equal schedules, the stabler
+        first = Objective(kind, 10, 10, previous=kept, move_weight=1)
+        candidates = [stable_dispatch(inst, kept, rule, pen, reassign=down) for rule in ("edd", "start")
+                      for pen in (None, 0, 2 * move_weight // 10)]
+        start = min([repaired] + [c for c in candidates if not violations(inst, c)],
+                    key=lambda s: FjspModel_score(inst, s, first))
+        focus = focus_of(inst, kept, start, event.at, touched, window_end)
+        stage1 = focused_lns(inst, start, first, max(0.1, time_limit * split - (time.monotonic() - t0)), focus,
+                             workers=workers, seed=seed, patience=max(0.5, 0.25 * time_limit),
+                             on_progress=on_progress, cancel=cancel)
+    else:  # no valid start to pin sub-problems to: the general solver, hinted with what there is
+        stage1 = solve(inst, max(0.1, time_limit * split - (time.monotonic() - t0)), workers, objective=base,
+                       hint=repaired, seed=seed, on_progress=on_progress, cancel=cancel, first_phase=0.3,
+                       final_phase=0.0)
     best = stage1.schedule or repaired
     value = score(inst, best, base)
-    if value > repaired_value and not violations(inst, repaired):  # a short, loaded first stage can end above
-        # its own hint: keep the (valid) repair then
+    if value > repaired_value and repair_valid:  # a short, loaded first stage can end above its own start
         best, value = repaired, repaired_value
     # the tolerance buys stability, never a schedule worse than the repair the user already has
     cap = min(int(value + tolerance * abs(value)), int(repaired_value))
     stable = Objective("none", 10, 10, previous=kept, move_weight=move_weight, shift_weight=shift_weight,
                        caps={kind: cap})
-    result = stage1 if stage1.schedule is best else replace(stage1, schedule=best, objective=value)
+    result = replace(stage1, schedule=best, objective=value)
     remaining = time_limit - (time.monotonic() - t0)
-    if remaining > 0.2 and not (cancel and cancel.is_set()):
-        stage2 = solve(inst, remaining, workers, objective=stable, hint=best, cancel=cancel, first_phase=0.3,
-                       final_phase=0.0)
+    if remaining > 0.2 and not (cancel and cancel.is_set()) and not violations(inst, best):
+        # the second stage starts from the first's best; its neighbourhoods also free what was moved, to go back
+        focus = focus_of(inst, kept, best, event.at, touched, window_end)
+        stage2 = focused_lns(inst, best, stable, remaining, focus, workers=workers, seed=seed + 1, cancel=cancel)
         if stage2.schedule is not None:
-            stage2.objective = score(inst, stage2.schedule, base)
-            stage2.bound = stage1.bound
-            stage2.progress = stage1.progress + stage2.progress
-            result = stage2
+            result = replace(stage2, objective=score(inst, stage2.schedule, base), bound=stage1.bound,
+                             progress=stage1.progress + stage2.progress)
     optimised = result.schedule or repaired
     return Reschedule(inst, repaired, repaired_value / 10, result, score(inst, optimised, base) / 10,
                       diff(previous, repaired), diff(previous, optimised), first_valid)

@@ -1,0 +1,111 @@
+"""LNS around a disruption: its neighbourhoods sit on the event, it never returns worse than its start, every result valid."""
+
+import random
+
+import pytest
+
+from scheduling.cpsat import Objective
+from scheduling.dispatch import right_shift
+from scheduling.events import Event, _still_there, apply_event, reschedule
+from scheduling.generate import generate
+from scheduling.lns import focus_of, focused_lns, neighbourhood
+from scheduling.model import Placement, Schedule
+from scheduling.solver import FjspModel_score, score, solve
+from scheduling.validate import violations
+
+BASE = Objective("weighted", 10, 10)
+
+
+@pytest.fixture(scope="module")
+def broken():
+    inst = generate(30, 5, seed=4, ops=(2, 4))
+    current = solve(inst, 3.0, 2, objective=BASE).schedule
+    span = current.makespan()
+    busy = max(range(inst.n_machines), key=lambda m: sum(p.end - p.start for p in current.placements if p.machine == m))
+    event = Event("machine_down", span // 3, machine=busy, until=span // 3 + span // 8)
+    after = apply_event(inst, current, event)
+    kept = _still_there(after, current)
+    repaired = right_shift(after, kept)
+    assert violations(after, repaired) == []
+    return inst, current, event, after, kept, repaired
+
+
+def test_focus_covers_the_broken_machine_and_the_jobs_the_repair_delayed(broken):
+    _, current, event, after, kept, repaired = broken
+    focus = focus_of(after, kept, repaired, event.at, {event.machine}, event.until)
+    assert event.machine in focus.machines and focus.until == event.until and focus.at == event.at
+    assert focus_of(after, kept, repaired, event.at, {event.machine}).until > event.at  # the ripple without an end
+    ends_before = {}
+    for p in current.placements:
+        ends_before[p.job] = max(ends_before.get(p.job, 0), p.end)
+    later = {p.job for p in repaired.placements if p.end > ends_before[p.job]}
+    assert later and set(focus.delay) == later
+
+
+def test_neighbourhoods_sit_on_the_disruption_and_never_free_frozen_work(broken):
+    _, _, event, after, kept, repaired = broken
+    focus = focus_of(after, kept, repaired, event.at, {event.machine}, event.until)
+    rng = random.Random(1)
+    starts = repaired.by_op()
+    span = repaired.makespan()
+    near = [0, 0]  # freed operations starting within the event's first stretch, all freed
+    for _ in range(200):
+        free = neighbourhood(after, repaired, focus, rng, 12)
+        assert free and len(free) <= 40
+        assert all(after.jobs[j].operations[o].fixed is None for j, o in free)
+        near[0] += sum(focus.at <= starts[k].start <= focus.at + (span - focus.at) // 3 for k in free)
+        near[1] += len(free)
+    # a third of what is left of the plan after the event holds well over a third of the freed operations
+    movable = [p for p in repaired.placements if after.jobs[p.job].operations[p.op].fixed is None]
+    share = sum(focus.at <= p.start <= focus.at + (span - focus.at) // 3 for p in movable) / len(movable)
+    assert near[0] / near[1] > share + 0.1, (near, share)
+
+
+def test_neighbourhood_frees_an_operation_moved_off_its_previous_machine(broken):
+    _, _, event, after, kept, repaired = broken
+    focus = focus_of(after, kept, repaired, event.at, {event.machine}, event.until)
+    flexible = next(p for p in repaired.placements if after.jobs[p.job].operations[p.op].fixed is None
+                    and len(after.jobs[p.job].operations[p.op].alternatives) > 1)
+    other = next(a.machine for a in after.jobs[flexible.job].operations[flexible.op].alternatives
+                 if a.machine != flexible.machine)
+    # a version in which that operation ran elsewhere: the stability stage must be able to send it back
+    previous = Schedule([p if p is not flexible else Placement(p.job, p.op, other, p.start, p.end)
+                         for p in repaired.placements])
+    rng = random.Random(2)
+    hits = sum((flexible.job, flexible.op) in neighbourhood(after, repaired, focus, rng, 10, previous)
+               for _ in range(60))
+    assert hits >= 15
+
+
+def test_focused_lns_is_valid_and_never_worse_than_its_start(broken):
+    _, _, event, after, kept, repaired = broken
+    focus = focus_of(after, kept, repaired, event.at, {event.machine}, event.until)
+    r = focused_lns(after, repaired, BASE, 3.0, focus, workers=2, seed=3)
+    assert violations(after, r.schedule) == []
+    assert r.objective == FjspModel_score(after, r.schedule, BASE) <= score(after, repaired, BASE)
+    # with a cap at the start's objective and only stability to minimise, the cap holds and moves only go down
+    cap = int(score(after, r.schedule, BASE))
+    stable = Objective("none", previous=kept, move_weight=100, shift_weight=1, caps={"weighted": cap})
+    s = focused_lns(after, r.schedule, Objective(**{**stable.__dict__, "makespan_weight": 10, "tardiness_weight": 10}),
+                    2.0, focus, workers=2, seed=4)
+    assert violations(after, s.schedule) == []
+    assert score(after, s.schedule, BASE) <= cap
+    assert s.objective <= FjspModel_score(after, r.schedule, Objective(**{**stable.__dict__, "makespan_weight": 10,
+                                                                          "tardiness_weight": 10}))
+
+
+def test_reschedule_beats_its_repair_and_stays_near_a_free_resolve(broken):
+    inst, current, event, after, _, _ = broken
+    rs = reschedule(inst, current, event, time_limit=4.0, workers=2)
+    assert violations(rs.instance, rs.optimised.schedule) == [] and violations(rs.instance, rs.repaired) == []
+    assert rs.optimised_objective <= rs.repaired_objective
+    assert rs.optimised.objective == score(rs.instance, rs.optimised.schedule, BASE)
+    free = solve(rs.instance, 4.0, 2, objective=BASE, hint=rs.repaired).schedule
+    assert len(rs.optimised_diff.moved) <= len(diff_moved(current, free)), \
+        (rs.optimised_objective, score(rs.instance, free, BASE) / 10, rs.optimised_diff.moved, diff_moved(current, free))
+
+
+def diff_moved(a, b):
+    from scheduling.events import diff
+
+    return diff(a, b).moved
