@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
@@ -21,6 +22,7 @@ from gateway.testing import MemorySink
 from historian.config import HistorianConfig
 from historian.samples import to_us
 from plant.opcua_server import OpcUaPlant
+from tests.gateway.interop.peers import Peer, free_port, node_modules
 from tests.support import wait_for_sql, wait_until
 
 T0 = datetime(2026, 3, 2, 8, 0, 0, 123456, tzinfo=timezone.utc)
@@ -300,3 +302,114 @@ def test_event_notifier_defaults() -> None:
     assert first.fields == ["EventType", "SourceName", "Time", "Severity", "Message", "ConditionName", "ActiveState",
                             "AckedState", "Retain"]
     assert second.name == "plc.events2"
+
+
+# A node-opcua server (a real Alarms & Conditions implementation no one here wrote) with one
+# AlarmConditionType instance on Press1, an event source of the Server object. Commands on stdin:
+# {"op": "event"|"raise"|"clear", "message": ..., "severity": ..., "ts": ISO}, {"op": "ack", "message": ...};
+# each is echoed once done.
+NODE_ALARM_SERVER = r"""
+"use strict";
+const readline = require("readline");
+const opcua = require("node-opcua");
+const port = Number(process.argv[2]);
+async function main() {
+  const server = new opcua.OPCUAServer({ port, resourcePath: "/shopfloor" });
+  await server.initialize();
+  const addressSpace = server.engine.addressSpace;
+  const ns = addressSpace.getOwnNamespace();
+  const serverObj = addressSpace.rootFolder.objects.server;
+  const press1 = ns.addObject({ browseName: "Press1", organizedBy: addressSpace.rootFolder.objects,
+    eventSourceOf: serverObj, eventNotifier: 1 });
+  const oil = ns.addVariable({ componentOf: press1, browseName: "OilTemp", dataType: "Double",
+    value: { dataType: opcua.DataType.Double, value: 20 } });
+  const alarm = ns.instantiateAlarmCondition("AlarmConditionType", { browseName: "OverTemp",
+    conditionName: "OverTemp", componentOf: press1, conditionSource: press1, inputNode: oil });
+  alarm.setEnabledState(true);
+  await server.start();
+  console.log(`READY ${port}`);
+  readline.createInterface({ input: process.stdin }).on("line", (line) => {
+    const cmd = JSON.parse(line);
+    const time = cmd.ts ? new Date(cmd.ts) : new Date();
+    if (cmd.op === "event") {
+      serverObj.raiseEvent("BaseEventType", {
+        message: { dataType: opcua.DataType.LocalizedText, value: { text: cmd.message } },
+        severity: { dataType: opcua.DataType.UInt16, value: cmd.severity },
+        sourceName: { dataType: opcua.DataType.String, value: "Press1" },
+        time: { dataType: opcua.DataType.DateTime, value: time } });
+    } else if (cmd.op === "raise" || cmd.op === "clear") {
+      alarm.activeState.setValue(cmd.op === "raise");
+      alarm.raiseNewCondition({ message: cmd.message, severity: cmd.severity, retain: cmd.op === "raise", time });
+    } else if (cmd.op === "ack") {
+      alarm.acknowledgeAndAutoConfirmBranch(alarm.currentBranch(), cmd.message);
+    }
+    console.log(JSON.stringify({ op: cmd.op, ts: time.toISOString() }));
+  });
+}
+main().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
+async def test_node_opcua_events_and_an_alarm_condition_reach_the_events_table_and_the_journal(
+    conn, dsn, tmp_path: Path
+) -> None:
+    script = tmp_path / "alarm_server.js"
+    script.write_text(NODE_ALARM_SERVER)
+    port = free_port()
+    peer = await Peer(["node", str(script), str(port)], env=dict(os.environ, NODE_PATH=str(node_modules()))).start()
+    config = msgspec.convert({
+        "spool": {"directory": str(tmp_path / "spool")},
+        "sources": [{"type": "opcua", "name": "n", "endpoint": f"opc.tcp://127.0.0.1:{port}/shopfloor",
+                     "publishing_interval": 0.05, "stall_timeout": 1.0, "reconnect_min": 0.1, "reconnect_max": 0.5,
+                     "events": [{"machine": "press1"}]}],
+    }, GatewayConfig)  # fmt: skip
+    gw = Gateway(config, dsn, HistorianConfig(flush_interval=0.05), tmp_path)
+    task = asyncio.create_task(gw.run())
+    count = ("SELECT count(*) FROM events e JOIN tags t ON t.id = e.tag_id "
+             "WHERE t.name = 'n.events' AND e.value::jsonb->>'Message' {} 'ping'")
+    try:
+        await asyncio.wait_for(gw.ready.wait(), 15)
+        # the server says nothing when our event item exists: ping until one arrives
+        for i in range(200):
+            await peer.command({"op": "event", "message": "ping", "severity": 1,
+                                "ts": (T0 - timedelta(hours=1, seconds=-i)).isoformat()})
+            if await (await conn.execute(count.format("="))).fetchone() != (0,):
+                break
+            await asyncio.sleep(0.05)
+        t1, t2, t3 = (T0.replace(microsecond=123000) + timedelta(seconds=s) for s in (0, 1, 3))
+        await peer.command({"op": "event", "message": "door opened", "severity": 300, "ts": t1.isoformat()})
+        await peer.command({"op": "raise", "message": "oil hot", "severity": 800, "ts": t2.isoformat()})
+        await peer.command({"op": "ack", "message": "seen"})
+        await peer.command({"op": "clear", "message": "oil cool", "severity": 200, "ts": t3.isoformat()})
+        await wait_for_sql(conn, count.format("<>"), 4)
+        cur = await conn.execute("SELECT e.ts, e.value FROM events e JOIN tags t ON t.id = e.tag_id "
+                                 "WHERE t.name = 'n.events' AND e.value::jsonb->>'Message' <> 'ping' ORDER BY e.ts")
+        rows = [(ts, json.loads(v)) for ts, v in await cur.fetchall()]
+        # node-opcua names the source by its browse name with the namespace ("1:Press1") and sends the
+        # acknowledgement with the Time of the branch it acknowledges: a second event at t2, kept 1 µs later
+        cond = {"EventType": "i=2915", "SourceName": "1:Press1", "ConditionName": "OverTemp"}
+        assert rows == [
+            (t1, {"EventType": "i=2041", "SourceName": "Press1", "Time": t1.isoformat(), "Severity": 300,
+                  "Message": "door opened"}),
+            (t2, {**cond, "Time": t2.isoformat(), "Severity": 800, "Message": "oil hot", "ActiveState": True,
+                  "AckedState": False, "Retain": True}),
+            (t2 + timedelta(microseconds=1), {**cond, "Time": t2.isoformat(), "Severity": 800, "Message": "oil hot",
+                                              "ActiveState": True, "AckedState": True, "Retain": False}),
+            (t3, {**cond, "Time": t3.isoformat(), "Severity": 200, "Message": "oil cool", "ActiveState": False,
+                  "AckedState": True, "Retain": False}),
+        ]  # fmt: skip
+        await wait_for_sql(conn, "SELECT count(*) FROM alarm_journal", 3)
+        tag = "n.events/1:Press1/OverTemp"
+        cur = await conn.execute("SELECT machine, tag, rule, priority, state, ts, cleared_ts, acked_at, acked_by "
+                                 "FROM alarms_named")
+        assert await cur.fetchall() == [
+            ("press1", tag, "opcua", "high", "normal", t2, t3, t2 + timedelta(microseconds=1), "opcua")]
+        cur = await conn.execute("SELECT tag, data_ts, transition, actor FROM alarm_journal_named ORDER BY id")
+        assert await cur.fetchall() == [(tag, t2, "raised", "opcua"),
+                                        (tag, t2 + timedelta(microseconds=1), "acknowledged", "opcua"),
+                                        (tag, t3, "cleared", "opcua")]
+        assert await (await conn.execute("SELECT count(*) FROM dead_letters")).fetchone() == (0,)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await peer.stop()
