@@ -11,9 +11,9 @@ from dataclasses import dataclass, field, replace
 
 from scheduling.cpsat import Objective, SolveResult
 from scheduling.dispatch import right_shift
-from scheduling.lns import focus_of, focused_lns, stable_dispatch
+from scheduling.lns import best_start, focus_of, focused_lns
 from scheduling.model import Alternative, Instance, Job, Schedule, weighted_tardiness
-from scheduling.solver import FjspModel_score, score, solve
+from scheduling.solver import score, solve
 from scheduling.validate import violations
 
 EVENTS = ("machine_down", "machine_back", "rush_order", "op_finished", "cancel")
@@ -176,10 +176,7 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
         # and LNS goes on from it with its sub-problems around the event. A move weight of 1 (a tenth of a time
         # unit) makes the first stage prefer, of equal schedules, the stabler
         first = Objective(kind, 10, 10, previous=kept, move_weight=1)
-        candidates = [stable_dispatch(inst, kept, rule, pen, reassign=down) for rule in ("edd", "start")
-                      for pen in (None, 0, 2 * move_weight // 10)]
-        start = min([repaired] + [c for c in candidates if not violations(inst, c)],
-                    key=lambda s: FjspModel_score(inst, s, first))
+        start = best_start(inst, kept, repaired, first, 2 * move_weight // 10, reassign=down)
         focus = focus_of(inst, kept, start, event.at, touched, window_end)
         stage1 = focused_lns(inst, start, first, max(0.1, time_limit * split - (time.monotonic() - t0)), focus,
                              workers=workers, seed=seed, patience=max(0.5, 0.25 * time_limit),

@@ -17,6 +17,7 @@ from scheduling.cpsat import FjspModel, Objective, SolveResult, with_setups
 from scheduling.dispatch import earliest_fit
 from scheduling.model import Instance, Placement, Schedule
 from scheduling.solver import FjspModel_score, _pinned
+from scheduling.validate import violations
 
 log = logging.getLogger(__name__)
 STABLE_RULES = ("start", "end", "ect", "edd")
@@ -74,10 +75,16 @@ def neighbourhood(instance: Instance, best: Schedule, focus: Focus, rng: random.
         prev = previous.by_op()
         moved = [p for p in movable if (q := prev.get((p.job, p.op))) is not None and q.machine != p.machine]
         if moved:
-            p = rng.choice(moved)
-            q = prev[(p.job, p.op)]
-            t = rng.choice((p.start, q.start))  # near where it runs now or where it ran before
-            return _nearest(movable, t, n, rng)
+            # a few moved operations with what runs near them on the machine they left and the one they run on,
+            # so each can be put back in its old place
+            free: set[tuple[int, int]] = set()
+            for p in rng.sample(moved, min(len(moved), rng.randint(1, 3))):
+                q = prev[(p.job, p.op)]
+                free.add((p.job, p.op))
+                for mach in (p.machine, q.machine):
+                    pool = [r for r in movable if r.machine == mach]
+                    free |= _nearest(pool, p.start, max(2, n // 4), rng)
+            return free
     if kind < 0.45:
         t = focus.at + int(abs(rng.gauss(0.0, 1.0)) * width)
         return _nearest(movable, t, n, rng)
@@ -178,6 +185,16 @@ def stable_dispatch(instance: Instance, previous: Schedule, rule: str = "start",
     return with_setups(instance, Schedule(placements))
 
 
+def best_start(instance: Instance, previous: Schedule, repaired: Schedule, objective: Objective, penalty: int,
+               reassign: set[int] | None = None) -> Schedule:
+    """The best (by `objective`) of the right-shift repair and the valid list-scheduling repairs: rules edd and
+    start, each keeping machines, moving freely, or moving for a gain above `penalty`."""
+    candidates = [stable_dispatch(instance, previous, rule, pen, reassign=reassign) for rule in ("edd", "start")
+                  for pen in (None, 0, penalty)]
+    return min([repaired] + [c for c in candidates if not violations(instance, c)],
+               key=lambda s: FjspModel_score(instance, s, objective))
+
+
 def focused_lns(instance: Instance, start: Schedule, objective: Objective, time_limit: float, focus: Focus, *,
                 workers: int = 2, seed: int = 0, size: int = 40, patience: float | None = None,
                 on_progress=None, cancel: threading.Event | None = None) -> SolveResult:  # type: ignore[no-untyped-def]
@@ -237,4 +254,4 @@ def focused_lns(instance: Instance, start: Schedule, objective: Objective, time_
     return SolveResult(status, best, best_obj, None, time.monotonic() - t0, progress)
 
 
-__all__ = ["Focus", "focus_of", "neighbourhood", "stable_dispatch", "focused_lns"]
+__all__ = ["Focus", "focus_of", "neighbourhood", "stable_dispatch", "best_start", "focused_lns"]
