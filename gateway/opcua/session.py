@@ -19,7 +19,7 @@ from asyncua import Client, ua
 from asyncua.common.node import Node
 from asyncua.crypto import security_policies
 
-from gateway.opcua.config import OpcUaSourceConfig, OpcUaTag
+from gateway.opcua.config import OpcUaEvents, OpcUaSourceConfig, OpcUaTag
 
 log = logging.getLogger(__name__)
 
@@ -141,8 +141,10 @@ async def make_client(config: OpcUaSourceConfig) -> Client:
     return client
 
 
-async def resolve_node_ids(client: Client, tags: Sequence[OpcUaTag]) -> tuple[dict[str, ua.NodeId], dict[str, str]]:
-    """Each tag's node id in this session, `nsu=` ids mapped to the server's current namespace index.
+async def resolve_node_ids(
+    client: Client, tags: Sequence[OpcUaTag | OpcUaEvents]
+) -> tuple[dict[str, ua.NodeId], dict[str, str]]:
+    """Each tag's (or event notifier's) node id in this session, `nsu=` ids mapped to the server's current index.
 
     A namespace's index may change when the server restarts (another namespace registered before
     it); its URI does not. Returns (node id by tag, why not) for tags whose namespace is not there.

@@ -19,7 +19,7 @@ from asyncua.common.events import Event
 from asyncua.common.subscription import DataChangeNotif, Subscription
 
 from gateway.opcua.config import OpcUaEvents, OpcUaSourceConfig, OpcUaTag, event_browse_path
-from gateway.opcua.session import RECOVERABLE, Session, describe
+from gateway.opcua.session import RECOVERABLE, Session, describe, resolve_node_ids
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,12 @@ def event_filter(notifier: OpcUaEvents) -> ua.EventFilter:
     return ua.EventFilter(SelectClauses=clauses)
 
 
-def _event_request(handle: int, notifier: OpcUaEvents, efilter: ua.EventFilter) -> ua.MonitoredItemCreateRequest:
+def _event_request(handle: int, notifier: ua.NodeId, queue_size: int, efilter: ua.EventFilter) -> ua.MonitoredItemCreateRequest:
     params = ua.MonitoringParameters(
-        ClientHandle=handle, SamplingInterval=0, QueueSize=notifier.queue_size, DiscardOldest=True, Filter=efilter,
+        ClientHandle=handle, SamplingInterval=0, QueueSize=queue_size, DiscardOldest=True, Filter=efilter,
     )  # fmt: skip
     return ua.MonitoredItemCreateRequest(
-        ItemToMonitor=ua.ReadValueId(NodeId=notifier.ua_node_id(), AttributeId=ua.AttributeIds.EventNotifier),
+        ItemToMonitor=ua.ReadValueId(NodeId=notifier, AttributeId=ua.AttributeIds.EventNotifier),
         MonitoringMode=ua.MonitoringMode.Reporting,
         RequestedParameters=params,
     )
@@ -226,13 +226,22 @@ class Monitor:
         await self._create_event_items(sub)
 
     async def _create_event_items(self, sub: Subscription) -> None:
-        handles = list(self.notifiers_by_handle)
+        if not self.notifiers_by_handle:
+            return
+        # an `nsu=` notifier is looked up in this session's NamespaceArray, as tags are
+        ids, missing = await resolve_node_ids(self.session.client, list(self.notifiers_by_handle.values()))
+        for name, reason in missing.items():
+            self.listener.on_problem(f"{name}: no events subscribed: {reason}")
+        handles = [h for h, n in self.notifiers_by_handle.items() if n.name in ids]
         filters = [event_filter(self.notifiers_by_handle[h]) for h in handles]
         # kept referenced: the ids below must not be reused while this generation's items live
         self._filters, self.notifiers_by_clauses = filters, {}
         for h, efilter in zip(handles, filters):
             self.notifiers_by_clauses[id(efilter.SelectClauses)] = self.notifiers_by_handle[h]
-        requests = [_event_request(h, self.notifiers_by_handle[h], f) for h, f in zip(handles, filters)]
+        requests = [
+            _event_request(h, ids[self.notifiers_by_handle[h].name], self.notifiers_by_handle[h].queue_size, f)
+            for h, f in zip(handles, filters)
+        ]
         results = await sub.create_monitored_items(requests) if requests else []
         for handle, result in zip(handles, results):
             notifier = self.notifiers_by_handle[handle]

@@ -21,6 +21,7 @@ from gateway.service import Gateway
 from gateway.testing import MemorySink
 from historian.config import HistorianConfig
 from historian.samples import to_us
+from plant.opcua_server import NAMESPACE as PLANT_NAMESPACE
 from plant.opcua_server import OpcUaPlant
 from tests.gateway.interop.peers import Peer, free_port, node_modules
 from tests.support import wait_for_sql, wait_until
@@ -273,6 +274,25 @@ async def test_poll_mode_subscribes_the_notifiers_beside_the_reads() -> None:
         assert events_of(sink, "plant.events") == [(to_us(T0), {"Time": T0.isoformat(), "Message": "polled",
                                                                  "Severity": 10})]
         assert source.known_tags()["plant.events"].data_type == "text"
+
+
+async def test_a_notifier_by_namespace_uri_and_one_whose_namespace_is_missing() -> None:
+    async with OpcUaPlant(machines=["press1"]) as plant:
+        press1 = server_of(plant).get_node(ua.NodeId("press1", plant.namespace_index))
+        await press1.set_event_notifier([ua.EventNotifier.SubscribeToEvents])  # the object reports its events
+        events = [{"name": "lost", "notifier": "nsu=urn:nope;s=x"},
+                  {"name": "m", "notifier": f"nsu={PLANT_NAMESPACE};s=press1", "fields": ["Time", "Message"]}]
+        source = OpcUaSource(msgspec.convert(source_config(plant, events), OpcUaSourceConfig))
+        sink = MemorySink()
+        async with running(source, sink):
+            await subscribed(source, plant)
+            gen = await server_of(plant).get_event_generator(None, press1.nodeid)
+            await gen.trigger(T0, "from press1")
+            await sink.wait_for(lambda s: events_of(s, "m"))
+            assert source.status.last_error == (
+                "lost: no events subscribed: namespace 'urn:nope' is not in the server's NamespaceArray")
+        assert events_of(sink, "m") == [(to_us(T0), {"Time": T0.isoformat(), "Message": "from press1"})]
+        assert not events_of(sink, "lost") and not sink.dead_letters
 
 
 @pytest.mark.parametrize(
