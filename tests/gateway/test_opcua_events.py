@@ -331,7 +331,8 @@ def test_event_notifier_defaults() -> None:
 
 
 # A node-opcua server (a real Alarms & Conditions implementation no one here wrote) with one
-# AlarmConditionType instance on Press1, an event source of the Server object. Commands on stdin:
+# AlarmConditionType instance on Press1, an event source of the Server object, and Part 9's methods
+# (ConditionRefresh) bound. Commands on stdin:
 # {"op": "event"|"raise"|"clear", "message": ..., "severity": ..., "ts": ISO}, {"op": "ack", "message": ...};
 # each is echoed once done.
 NODE_ALARM_SERVER = r"""
@@ -343,6 +344,7 @@ async function main() {
   const server = new opcua.OPCUAServer({ port, resourcePath: "/shopfloor" });
   await server.initialize();
   const addressSpace = server.engine.addressSpace;
+  addressSpace.installAlarmsAndConditionsService();  // binds ConditionRefresh, Acknowledge, ...
   const ns = addressSpace.getOwnNamespace();
   const serverObj = addressSpace.rootFolder.objects.server;
   const press1 = ns.addObject({ browseName: "Press1", organizedBy: addressSpace.rootFolder.objects,
@@ -383,6 +385,9 @@ async def test_node_opcua_events_and_an_alarm_condition_reach_the_events_table_a
     script.write_text(NODE_ALARM_SERVER)
     port = free_port()
     peer = await Peer(["node", str(script), str(port)], env=dict(os.environ, NODE_PATH=str(node_modules()))).start()
+    t1, t2, t3 = (T0.replace(microsecond=123000) + timedelta(seconds=s) for s in (0, 1, 3))
+    # raised before the gateway connects: ConditionRefresh, answered by node-opcua, brings it
+    await peer.command({"op": "raise", "message": "oil hot", "severity": 800, "ts": t2.isoformat()})
     config = msgspec.convert({
         "spool": {"directory": str(tmp_path / "spool")},
         "sources": [{"type": "opcua", "name": "n", "endpoint": f"opc.tcp://127.0.0.1:{port}/shopfloor",
@@ -402,9 +407,7 @@ async def test_node_opcua_events_and_an_alarm_condition_reach_the_events_table_a
             if await (await conn.execute(count.format("="))).fetchone() != (0,):
                 break
             await asyncio.sleep(0.05)
-        t1, t2, t3 = (T0.replace(microsecond=123000) + timedelta(seconds=s) for s in (0, 1, 3))
         await peer.command({"op": "event", "message": "door opened", "severity": 300, "ts": t1.isoformat()})
-        await peer.command({"op": "raise", "message": "oil hot", "severity": 800, "ts": t2.isoformat()})
         await peer.command({"op": "ack", "message": "seen"})
         await peer.command({"op": "clear", "message": "oil cool", "severity": 200, "ts": t3.isoformat()})
         await wait_for_sql(conn, count.format("<>"), 4)
