@@ -44,7 +44,7 @@ class AlarmOut(msgspec.Struct):
     id: int
     machine: str
     tag: str | None
-    rule: Literal["spc", "bad_input", "flood"]
+    rule: Literal["spc", "bad_input", "flood", "opcua"]  # opcua: a server's condition (sql/0020)
     priority: Priority
     state: AlarmState
     active: bool
