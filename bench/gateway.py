@@ -1162,6 +1162,7 @@ def rows_to_run(protocol: str, device: str) -> list[tuple[str, str]]:
 
 
 async def main_async(args: argparse.Namespace, rows: list[tuple[str, str]]) -> None:
+    """Run each (protocol, device) row in its own scratch database and print its JSON line."""
     admin = args.dsn or default_dsn()
     for proto, device in rows:
         row = argparse.Namespace(**vars(args))
