@@ -196,10 +196,12 @@ def best_start(instance: Instance, previous: Schedule, repaired: Schedule, objec
 
 
 def focused_lns(instance: Instance, start: Schedule, objective: Objective, time_limit: float, focus: Focus, *,
-                workers: int = 2, seed: int = 0, size: int = 40, patience: float | None = None,
+                workers: int = 2, seed: int = 0, size: int = 40, patience: float | None = None, step: float = 0.3,
                 on_progress=None, cancel: threading.Event | None = None) -> SolveResult:  # type: ignore[no-untyped-def]
     """Improve `start` (complete and valid) by CP-SAT on sub-problems chosen by `neighbourhood` for at most
-    time_limit s, or until `patience` s pass without improvement; the objective includes stability and caps."""
+    time_limit s, or until `patience` s pass without improvement; the objective includes stability and caps.
+    A sub-problem of n free operations gets `step` + n/100 s; n adapts (larger after one proven optimal, smaller
+    after one that timed out without a gain)."""
     t0 = time.monotonic()
     deadline = t0 + time_limit
     rng = random.Random(seed)
@@ -226,7 +228,7 @@ def focused_lns(instance: Instance, start: Schedule, objective: Objective, time_
                     for a, b in zip(seq, seq[1:])}  # the hint's own arcs, however far apart: it stays feasible
         sub = FjspModel(instance, objective, keep=keep, order=order, near=starts, reach=reach, adjacent=adjacent)
         sub.hint(best)
-        limit = min(0.3 + n / 100, deadline - time.monotonic())
+        limit = min(step + n / 100, deadline - time.monotonic())
         if limit <= 0.05:
             break
         r = sub.solve(limit, workers, seed=rng.randrange(1 << 30), cancel=cancel, presolve=False)
