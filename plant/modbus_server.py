@@ -241,6 +241,13 @@ class ModbusPlant:
         """True while the server accepts connections."""
         return self._server is not None
 
+    @property
+    def connections(self) -> int:
+        """Clients connected right now."""
+        if self._server is None:
+            return 0
+        return len(self._server.active_connections)
+
     async def start(self) -> None:
         """Listen for Modbus clients (again, on the same port after stop()); start the model."""
         if self._model is not None and self._model_task is None:

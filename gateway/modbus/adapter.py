@@ -80,6 +80,24 @@ class Backoff:
         self.attempts = 0
 
 
+@dataclass
+class PollGroup:
+    """Tags read on one schedule: every `interval` seconds, with these requests."""
+
+    interval: float
+    requests: list[ReadRequest]
+    """The reads of one poll; a merged read that meets a hole in the device's map is split."""
+
+
+def poll_groups(config: ModbusSourceConfig) -> list[PollGroup]:
+    """The source's tags grouped by poll interval (fastest first), each group planned into reads."""
+    by_interval: dict[float, list[ModbusTag]] = {}
+    for tag in config.tags:
+        by_interval.setdefault(config.interval_of(tag), []).append(tag)
+    return [PollGroup(interval, group(tags, config.max_registers_per_request, config.merge_gap))
+            for interval, tags in sorted(by_interval.items())]
+
+
 class ModbusSource:
     """One Modbus device: a gateway.source.Source that polls it and writes back to it."""
 
@@ -88,12 +106,20 @@ class ModbusSource:
         self.name = config.name
         self.status = SourceStatus(config.name, "modbus", tags_total=len(config.tags))
         self.tags = {t.name: t for t in config.tags}
-        self.requests: list[ReadRequest] = group(config.tags, config.max_registers_per_request, config.merge_gap)
-        """The reads of one poll; a merged read that meets a hole in the device's map is split."""
+        self.groups: list[PollGroup] = poll_groups(config)
+        """The tags by poll interval, fastest first, each planned into its own reads."""
         self._client: AsyncModbusTcpClient | None = None
         self._failing: dict[str, str] = {}  # request -> its last exception, to log changes only
         self._undecodable: dict[str, list[int]] = {}  # tag -> registers already dead-lettered
         self._blocks: dict[int, tuple[ReadRequest, BlockDecoder]] = {}  # id(request) -> its numeric decoder
+        # one request on the wire at a time: the groups' polls and writes share the one connection,
+        # and a serial line (or an RTU converter) cannot tell interleaved answers apart
+        self._wire = asyncio.Lock()
+
+    @property
+    def requests(self) -> list[ReadRequest]:
+        """Every group's reads, fastest group first (a copy)."""
+        return [r for g in self.groups for r in g.requests]
 
     async def run(self, sink: Sink) -> None:
         """Poll until cancelled, reconnecting with backoff after any transport failure."""
@@ -145,14 +171,15 @@ class ModbusSource:
         unit, single = self.config.unit_id, self.config.single_write_functions
         what = f"writing {t.table} {t.address}..{t.address + t.registers - 1} (tag {tag!r})"
         try:
-            if t.table == "coil" and single:
-                response = await client.write_coil(t.address, bool(registers[0]), device_id=unit)
-            elif t.table == "coil":
-                response = await client.write_coils(t.address, [bool(registers[0])], device_id=unit)
-            elif len(registers) == 1 and single:
-                response = await client.write_register(t.address, registers[0], device_id=unit)
-            else:
-                response = await client.write_registers(t.address, registers, device_id=unit)
+            async with self._wire:
+                if t.table == "coil" and single:
+                    response = await client.write_coil(t.address, bool(registers[0]), device_id=unit)
+                elif t.table == "coil":
+                    response = await client.write_coils(t.address, [bool(registers[0])], device_id=unit)
+                elif len(registers) == 1 and single:
+                    response = await client.write_register(t.address, registers[0], device_id=unit)
+                else:
+                    response = await client.write_registers(t.address, registers, device_id=unit)
         except ModbusException as e:
             raise WriteError(f"{self.name}: no answer {what}: {e}") from e
         if response.isError():
@@ -207,14 +234,30 @@ class ModbusSource:
         client.close()
 
     async def _poll(self, client: AsyncModbusTcpClient, outbox: Outbox) -> None:
-        """Read every request each poll_interval, on a fixed schedule that skips missed slots."""
+        """Poll every group on its own schedule over the one connection; the first failure ends all."""
+        if len(self.groups) == 1:
+            await self._poll_group(client, self.groups[0], outbox)
+            return
+        tasks = [asyncio.create_task(self._poll_group(client, g, outbox), name=f"modbus:{self.name}:{g.interval}s")
+                 for g in self.groups]
+        try:
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                task.result()  # LinkDown (or a bug) of one group: reconnect, which restarts them all
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _poll_group(self, client: AsyncModbusTcpClient, poll_group: PollGroup, outbox: Outbox) -> None:
+        """Read a group's requests every interval, on a fixed schedule that skips missed slots."""
         loop = asyncio.get_running_loop()
-        interval = self.config.poll_interval
+        interval = poll_group.interval
         due = loop.time()
         while True:
             poll = ReadingColumns()
-            for request in list(self.requests):
-                poll.extend(await self._read(client, request, outbox))
+            for request in list(poll_group.requests):
+                poll.extend(await self._read(client, poll_group, request, outbox))
                 honour_cancellation()
             outbox.put_columns(poll)
             await outbox.wait_for_room()  # a slow sink slows the polls down rather than losing readings
@@ -223,12 +266,15 @@ class ModbusSource:
             if due <= now:
                 # late (a slow device, or polling flat out): start again now rather than in a burst of
                 # late polls, and send at once: the spool's and historian's tasks run while the device
-                # answers, not between its answer and the next request
+                # answers, not between its answer and the next request (another group still gets
+                # the wire: the lock hands it to whoever waited first)
                 due = now
                 continue
             await asyncio.sleep(due - now)
 
-    async def _read(self, client: AsyncModbusTcpClient, request: ReadRequest, outbox: Outbox) -> ReadingColumns:
+    async def _read(
+        self, client: AsyncModbusTcpClient, poll_group: PollGroup, request: ReadRequest, outbox: Outbox
+    ) -> ReadingColumns:
         """The readings of one request: decoded values, or bad quality for all on an exception."""
         response = await self._request(client, request)
         if not response.isError():
@@ -244,11 +290,11 @@ class ModbusSource:
             # the request met a hole in the device's map (or a tag that is one): from now on read
             # around it, so only the tags really at illegal addresses go bad
             log.info("%s: %s has holes, reading it as %s", self.name, request, ", ".join(map(str, smaller)))
-            index = self.requests.index(request)
-            self.requests[index : index + 1] = smaller
+            index = poll_group.requests.index(request)
+            poll_group.requests[index : index + 1] = smaller
             parts = ReadingColumns()
             for part in smaller:
-                parts.extend(await self._read(client, part, outbox))
+                parts.extend(await self._read(client, poll_group, part, outbox))
             return parts
         message = f"{describe_exception(code)} reading {request}"
         if self._failing.get(str(request)) != message:  # once per request and error, not every poll
@@ -272,7 +318,8 @@ class ModbusSource:
             "input": client.read_input_registers,
         }[request.table]
         try:
-            return await read(request.address, count=request.count, device_id=self.config.unit_id)
+            async with self._wire:
+                return await read(request.address, count=request.count, device_id=self.config.unit_id)
         except (ModbusException, OSError) as e:  # OSError covers TimeoutError
             raise LinkDown(f"no response reading {request}: {e}") from e
 

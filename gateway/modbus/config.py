@@ -42,6 +42,9 @@ class ModbusTag(TagConfig, kw_only=True):
     15 significant digits for a float type (see gateway/values.py)."""
     data_type: str = ""
     """As in TagConfig; empty: bool for bool, text for string, int for unscaled integers, else float."""
+    poll_interval: float | None = None
+    """Seconds between this tag's reads; unset: the source's poll_interval. Tags of one interval
+    are read together on their own schedule."""
 
     def __post_init__(self) -> None:
         who = f"(tag {self.name!r})"
@@ -67,6 +70,8 @@ class ModbusTag(TagConfig, kw_only=True):
             raise ValueError(f"precision: must be 0..15 decimals, got {self.precision} {who}")
         if self.writable and self.table not in WRITABLE_TABLES:
             raise ValueError(f"writable: a {self.table} cannot be written, only coils and holding registers {who}")
+        if self.poll_interval is not None and not (math.isfinite(self.poll_interval) and self.poll_interval > 0):
+            raise ValueError(f"poll_interval: must be > 0 seconds, got {self.poll_interval} {who}")
 
     def _default_data_type(self) -> str:
         if self.type == "bool":
@@ -188,6 +193,10 @@ class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only
         except ValueError as e:
             raise ValueError(f"{e} {who}") from None
         self._check_tags(who)
+
+    def interval_of(self, tag: ModbusTag) -> float:
+        """Seconds between a tag's reads: its own poll_interval, else the source's."""
+        return self.poll_interval if tag.poll_interval is None else tag.poll_interval
 
     def _check_tags(self, who: str) -> None:
         if not self.tags:
