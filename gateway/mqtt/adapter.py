@@ -22,7 +22,7 @@ from gateway.mqtt.config import MqttSourceConfig
 from gateway.mqtt.json_mapping import JsonDecoder, JsonError
 from gateway.mqtt.sparkplug import NAMESPACE, Outcome, SparkplugHost, letter
 from gateway.cancel import honour_cancellation
-from gateway.source import NotWritableError, Sink, SourceStatus, WriteError
+from gateway.source import NotWritableError, Reading, Sink, SourceStatus, WriteError
 from gateway.tags import TagConfig
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,11 @@ class MqttSource:
         self._hosts = {g.group_id: SparkplugHost(g, config.rebirth_interval) for g in config.sparkplug}
         self._client: AckClient | None = None
         self._client_id = config.client_id or f"shopfloor-{config.name}-{uuid.uuid4().hex[:8]}"
+        self._listed = {t.name for t in config.tag_configs()}
+        self._created: dict[str, TagConfig] = {}
+        """Tags JSON mappings with create_tags registered on first sight, in order (capped)."""
+        self.created_refused_total = 0
+        """Readings dead-lettered because their tag would have passed max_created_tags."""
 
     # -- Source -----------------------------------------------------------------------------------
 
@@ -115,7 +120,14 @@ class MqttSource:
         for host in self._hosts.values():
             for name, t in host.tags.items():
                 tags.setdefault(name, t)
+        for name, t in self._created.items():
+            tags.setdefault(name, t)
         return tags
+
+    @property
+    def created_tags(self) -> dict[str, TagConfig]:
+        """The tags created from topic captures so far (create_tags), by name."""
+        return dict(self._created)
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -245,12 +257,61 @@ class MqttSource:
             except JsonError as e:
                 out.dead_letters.append((f"{topic}: {e}", _json_letter(topic, payload)))
                 continue
+            if decoder.mapping.create_tags:
+                readings = self._admit(decoder, topic, fields, readings, payload, out)
             out.readings.extend(readings)
             if problems:
                 out.dead_letters.append((f"{topic}: " + "; ".join(problems), _json_letter(topic, payload)))
         if not matched:
             # a broker may deliver what an overlapping subscription of the session caught
             log.debug("mqtt source %s: no mapping for topic %s", self.name, topic)
+
+    def _admit(
+        self,
+        decoder: JsonDecoder,
+        topic: str,
+        fields: list[tuple[str, tuple[str, ...], str]],
+        readings: list[Reading],
+        payload: bytes,
+        out: Outcome,
+    ) -> list[Reading]:
+        """Create the new tags of a create_tags mapping up to the cap; readings of tags past it are dead-lettered."""
+        created, listed = self._created, self._listed
+        if all(r.tag in created or r.tag in listed for r in readings):
+            return readings  # the steady state: every tag already known
+        cap = self.config.max_created_tags
+        captures = decoder.pattern.match(topic) or {}
+        paths = {tag: path for path, _, tag in fields}
+        refused: list[str] = []
+        for r in readings:
+            if r.tag in created or r.tag in listed:
+                continue
+            if len(created) >= cap:
+                refused.append(r.tag)
+                continue
+            # known_tags() now names it: the gateway registers it (as it does Sparkplug births) before its data
+            created[r.tag] = decoder.mapping.created_tag(paths[r.tag], r.tag, captures, r.value)
+            self.status.tags_total += 1
+            log.debug("mqtt source %s created tag %s", self.name, r.tag)
+        if not refused:
+            return readings
+        if not self.created_refused_total:
+            log.warning("mqtt source %s: max_created_tags (%s) reached; readings of new tags are dead-lettered",
+                        self.name, cap)
+        self.created_refused_total += len(refused)
+        distinct = list(dict.fromkeys(refused))
+        names = ("tag " if len(distinct) == 1 else "tags ") + ", ".join(repr(t) for t in distinct)
+        out.dead_letters.append(
+            (f"{topic}: {names} not created: max_created_tags ({cap}) of source {self.name} reached",
+             _json_letter(topic, payload))
+        )
+        # straight into the status, not out.errors: that would log a warning per refused message
+        self.status.error(
+            f"max_created_tags ({cap}) reached: {self.created_refused_total} readings of new tags dead-lettered, "
+            f"the last of tag {refused[-1]!r}"
+        )
+        gone = set(refused)
+        return [r for r in readings if r.tag not in gone]
 
 
 def _state_topic(host_id: str) -> str:

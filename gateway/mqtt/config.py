@@ -9,6 +9,7 @@ from typing import Literal
 import msgspec
 
 from gateway.tags import TagConfig
+from historian.registry import CATEGORIES, DATA_TYPES
 
 _CAPTURE = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 TIMESTAMP_FORMATS = ("epoch_s", "epoch_ms", "iso8601")
@@ -51,6 +52,23 @@ def topic_captures(topic: str, field: str = "topic") -> list[str]:
     return names
 
 
+class CreatedTagMeta(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Historian metadata of the tags one field creates, overriding the mapping's defaults."""
+
+    category: str | None = None
+    unit: str | None = None
+    data_type: str | None = None
+    """None: inferred from the first value (number: float, true/false: bool, text: text)."""
+    description: str | None = None
+
+    def check(self, where: str = "") -> None:
+        """ValueError naming the field (after the prefix `where`) when a value is not one the registry accepts."""
+        if self.category is not None and self.category not in CATEGORIES:
+            raise ValueError(f"{where}category: {self.category!r} is not one of {', '.join(CATEGORIES)}")
+        if self.data_type is not None and self.data_type not in DATA_TYPES:
+            raise ValueError(f"{where}data_type: {self.data_type!r} is not one of {', '.join(DATA_TYPES)}")
+
+
 class JsonMapping(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """JSON messages on matching topics: which fields become which tags."""
 
@@ -66,9 +84,23 @@ class JsonMapping(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Field path of an OPC DA quality code (0..255); absent: good."""
     command_topic: str | None = None
     """Where write() publishes for these tags, e.g. 'plant/{machine}/cmd'; None: the tags are read-only."""
+    create_tags: bool = False
+    """Register a tag this mapping resolves (from the topic's captures) on first sight, under the
+    metadata below, instead of needing it listed in `tags`; capped by the source's max_created_tags."""
+    category: str | None = None
+    """Category of created tags (default 'machine')."""
+    unit: str | None = None
+    """Unit of created tags (default none); per field in field_meta."""
+    data_type: str | None = None
+    """Data type of created tags; None: inferred from the first value seen."""
+    machine: str | None = None
+    """Machine template of created tags, e.g. '{machine}'; None: the {machine} capture if the topic has one."""
+    field_meta: dict[str, CreatedTagMeta] = {}
+    """Field path -> category/unit/data_type/description of the tags that field creates."""
 
     def __post_init__(self) -> None:
         captures = topic_captures(self.topic)
+        self._check_created(captures)
         if not self.fields:
             raise ValueError("fields: map at least one field path to a tag name")
         for path, tag in self.fields.items():
@@ -97,6 +129,53 @@ class JsonMapping(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
                     raise ValueError(
                         f"command_topic: uses {sorted(missing)} which tag template {tag!r} does not contain"
                     )
+
+    def _check_created(self, captures: list[str]) -> None:
+        """The created-tag options: valid values, and only with create_tags = true."""
+        if not self.create_tags:
+            for key in ("category", "unit", "data_type", "machine"):
+                if getattr(self, key) is not None:
+                    raise ValueError(f"{key}: set, but create_tags is false (metadata of listed tags goes in `tags`)")
+            if self.field_meta:
+                raise ValueError("field_meta: set, but create_tags is false (metadata of listed tags goes in `tags`)")
+            return
+        CreatedTagMeta(category=self.category, data_type=self.data_type).check()
+        if self.machine is not None:
+            unknown = set(template_fields(self.machine, "machine")) - set(captures)
+            if unknown:
+                raise ValueError(
+                    f"machine: {self.machine!r} uses {sorted(unknown)} which topic {self.topic!r} does not capture"
+                )
+        for path, meta in self.field_meta.items():
+            if path not in self.fields:
+                raise ValueError(f"field_meta: {path!r} is not one of this mapping's fields {sorted(self.fields)}")
+            meta.check(f"field_meta.{path}.")
+
+    def created_tag(self, path: str, tag: str, captures: dict[str, str], value: object) -> TagConfig:
+        """The registry entry of a tag this mapping creates for field `path`, on its first value."""
+        meta = self.field_meta.get(path, _NO_META)
+        data_type = meta.data_type or self.data_type or infer_data_type(value)
+        machine_template = self.machine if self.machine is not None else ("{machine}" if "machine" in captures else "")
+        return TagConfig(
+            name=tag,
+            category=meta.category or self.category or "machine",
+            unit=meta.unit if meta.unit is not None else (self.unit or ""),
+            description=meta.description if meta.description is not None else f"MQTT {self.topic} {path}",
+            machine=machine_template.format(**captures) or None,
+            data_type=data_type,
+        )
+
+
+def infer_data_type(value: object) -> str:
+    """The registry data_type of a JSON value: bool, text, or float for any number (21 then 21.5 stays one type)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, str):
+        return "text"
+    return "float"  # numbers, and null (no value yet to tell by)
+
+
+_NO_META = CreatedTagMeta()
 
 
 class SparkplugMetric(TagConfig, kw_only=True, forbid_unknown_fields=True):
@@ -183,6 +262,9 @@ class MqttSourceConfig(msgspec.Struct, tag="mqtt", tag_field="type", kw_only=Tru
     """Messages decoded into one sink.publish call at most (only what has already arrived is batched)."""
     tags: list[TagConfig] = []
     """Historian metadata of tags the JSON mappings produce (by their concrete names)."""
+    max_created_tags: int = 1000
+    """At most this many tags created by JSON mappings with create_tags (per run of the source);
+    readings of further new tags are dead-lettered, already created tags keep flowing."""
     json: list[JsonMapping] = []
     sparkplug: list[SparkplugGroup] = []
 
@@ -205,6 +287,10 @@ class MqttSourceConfig(msgspec.Struct, tag="mqtt", tag_field="type", kw_only=Tru
             )
         if self.rebirth_interval < 0:
             raise ValueError(f"rebirth_interval: must be >= 0, got {self.rebirth_interval}")
+        if self.max_created_tags < 1:
+            raise ValueError(
+                f"max_created_tags: must be >= 1, got {self.max_created_tags} (create_tags = false creates none)"
+            )
         if self.batch_messages < 1:
             raise ValueError(f"batch_messages: must be >= 1, got {self.batch_messages}")
         if self.password is not None and self.username is None:
