@@ -1,4 +1,4 @@
-"""A simulated energy meter and legacy machine behind a real Modbus TCP server (pymodbus).
+"""A simulated energy meter and legacy machine behind a real Modbus TCP (or serial RTU) server (pymodbus).
 
 This is the outside world the gateway's Modbus adapter talks to: it imports nothing of Shopfloor's
 and encodes its values with its own code, so a test that reads through the adapter checks two
@@ -7,6 +7,9 @@ independent implementations of the same byte and word orders against each other.
     async with ModbusPlant(port=0) as plant:      # port 0: any free port, then see plant.port
         plant.set("meter.voltage", 398.5)
         plant.get("machine.run")
+
+    async with ModbusPlant(framing="rtu", serial_port="/dev/ttyS1", baudrate=19200, parity="E") as plant:
+        ...                                       # a Modbus RTU device on a serial line
 
 Every signal is described in REGISTER_MAP (table, 0-based address, type, byte order, scale), which
 the adapter's sample configuration (gateway/modbus/README.md) follows. Addresses between signals
@@ -29,7 +32,7 @@ from typing import Mapping, Sequence
 
 from pymodbus.constants import ExcCodes
 from pymodbus.framer import FramerType
-from pymodbus.server import ModbusTcpServer
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 log = logging.getLogger(__name__)
@@ -45,7 +48,7 @@ ORDERS = ("ABCD", "BADC", "CDAB", "DCBA")
 # the table each function code reads or writes
 _FC_TABLE = {1: "coil", 5: "coil", 15: "coil", 2: "discrete_input", 4: "input",
              3: "holding", 6: "holding", 16: "holding", 22: "holding", 23: "holding"}
-_FRAMERS = {"tcp": FramerType.SOCKET, "rtu-over-tcp": FramerType.RTU}
+_FRAMERS = {"tcp": FramerType.SOCKET, "rtu-over-tcp": FramerType.RTU, "rtu": FramerType.RTU}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,7 +196,7 @@ class _Failure:
 
 
 class ModbusPlant:
-    """The simulated devices and their Modbus TCP server; an async context manager."""
+    """The simulated devices and their Modbus server (TCP, or RTU on `serial_port`); an async context manager."""
 
     def __init__(
         self,
@@ -205,9 +208,19 @@ class ModbusPlant:
         signals: Mapping[str, Signal] = REGISTER_MAP,
         simulate: bool = True,
         tick: float = 1.0,
+        serial_port: str = "",
+        baudrate: int = 19200,
+        parity: str = "E",
+        stopbits: int = 1,
+        bytesize: int = 8,
     ) -> None:
         if framing not in _FRAMERS:
             raise ValueError(f"framing: {framing!r} is not one of {', '.join(_FRAMERS)}")
+        if (framing == "rtu") != bool(serial_port):
+            raise ValueError('serial_port: framing "rtu", and only it, serves on a serial port')
+        self.serial_port = serial_port
+        """The serial device served with framing "rtu" (host and port are then unused)."""
+        self.line = {"baudrate": baudrate, "parity": parity, "stopbits": stopbits, "bytesize": bytesize}
         self.host = host
         self.port = port
         """The port served; a free one is picked on the first start when given 0."""
@@ -222,7 +235,7 @@ class ModbusPlant:
         self._answering.set()
         self.function_codes: Counter[int] = Counter()
         """Requests served per function code (a write also counts its read-back), for tests."""
-        self._server: ModbusTcpServer | None = None
+        self._server: ModbusTcpServer | ModbusSerialServer | None = None
         self._model = _LineModel(self) if simulate else None
         self._model_task: asyncio.Task[None] | None = None
         for name, value in INITIAL.items():
@@ -253,6 +266,13 @@ class ModbusPlant:
         if self._model is not None and self._model_task is None:
             self._model_task = asyncio.create_task(self._run_model(), name="modbus plant model")
         if self._server is not None:
+            return
+        if self.framing == "rtu":
+            serial = ModbusSerialServer(self._device, framer=FramerType.RTU, port=self.serial_port,
+                                        **self.line)  # type: ignore[arg-type]
+            await serial.serve_forever(background=True)
+            self._server = serial
+            log.info("modbus plant serving RTU on %s", self.serial_port)
             return
         server = ModbusTcpServer(self._device, framer=_FRAMERS[self.framing], address=(self.host, self.port))
         await server.serve_forever(background=True)

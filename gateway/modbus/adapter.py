@@ -1,4 +1,4 @@
-"""The Modbus TCP source: polls one device for its configured tags and writes back to writable ones.
+"""The Modbus source (TCP, RTU over TCP, or RTU on a serial port): polls one device for its configured tags and writes back to writable ones.
 
 Error policy, one per scope (as Telegraf's modbus input): an exception response spoils only the
 request it answers (its tags are published with bad quality, the error is recorded, the poll goes
@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
 from pymodbus.pdu import ModbusPDU
@@ -49,7 +49,8 @@ EXCEPTION_NAMES = {
 _EXCEPTION_QUALITY = {1: Quality.BAD_CONFIG_ERROR, 2: Quality.BAD_CONFIG_ERROR,
                       10: Quality.BAD_COMM_FAILURE, 11: Quality.BAD_COMM_FAILURE}
 _ILLEGAL_ADDRESS = 2
-_FRAMERS = {"tcp": FramerType.SOCKET, "rtu-over-tcp": FramerType.RTU}
+_FRAMERS = {"tcp": FramerType.SOCKET, "rtu-over-tcp": FramerType.RTU, "rtu": FramerType.RTU}
+Client = AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
 def describe_exception(code: int) -> str:
@@ -108,7 +109,7 @@ class ModbusSource:
         self.tags = {t.name: t for t in config.tags}
         self.groups: list[PollGroup] = poll_groups(config)
         """The tags by poll interval, fastest first, each planned into its own reads."""
-        self._client: AsyncModbusTcpClient | None = None
+        self._client: Client | None = None
         self._failing: dict[str, str] = {}  # request -> its last exception, to log changes only
         self._undecodable: dict[str, list[int]] = {}  # tag -> registers already dead-lettered
         self._blocks: dict[int, tuple[ReadRequest, BlockDecoder]] = {}  # id(request) -> its numeric decoder
@@ -138,7 +139,7 @@ class ModbusSource:
                 connected = await client.connect()
                 honour_cancellation()
                 if not connected:
-                    raise LinkDown(f"cannot connect to {self.config.host}:{self.config.port}")
+                    raise LinkDown(f"cannot connect to {self.config.where}")
                 if connected_once:
                     self.status.reconnects_total += 1
                 connected_once = True
@@ -146,7 +147,7 @@ class ModbusSource:
                 self.status.connected = True
                 self.status.recovered()
                 backoff.reset()
-                log.info("%s: connected to %s:%d", self.name, self.config.host, self.config.port)
+                log.info("%s: connected to %s", self.name, self.config.where)
                 await self._poll(client, outbox)
             except LinkDown as e:
                 self._lost(client, outbox, str(e))
@@ -203,20 +204,35 @@ class ModbusSource:
         except ValueError as e:
             raise InvalidValueError(f"{self.name}: cannot write {value!r} to tag {tag.name!r}: {e}") from e
 
-    def _new_client(self) -> AsyncModbusTcpClient:
+    def _new_client(self) -> Client:
+        """A fresh client for the configured transport (never reused after a failure)."""
+        c = self.config
         # reconnect_delay=0: pymodbus must not reconnect on its own, run() does it with our backoff;
         # retries=0: the next poll is the retry
+        if c.framing == "rtu":
+            return AsyncModbusSerialClient(
+                str(c.port),
+                framer=FramerType.RTU,
+                baudrate=int(c.baudrate or 0),
+                bytesize=int(c.bytesize or 0),
+                parity=str(c.parity),
+                stopbits=int(c.stopbits or 0),
+                name=self.name,
+                timeout=c.timeout,
+                retries=0,
+                reconnect_delay=0,
+            )
         return AsyncModbusTcpClient(
-            self.config.host,
-            port=self.config.port,
-            framer=_FRAMERS[self.config.framing],
+            c.host,
+            port=int(c.port or 0),
+            framer=_FRAMERS[c.framing],
             name=self.name,
-            timeout=self.config.timeout,
+            timeout=c.timeout,
             retries=0,
             reconnect_delay=0,
         )
 
-    def _lost(self, client: AsyncModbusTcpClient, outbox: Outbox, message: str) -> None:
+    def _lost(self, client: Client, outbox: Outbox, message: str) -> None:
         """Record why the link failed; if it was up, mark every tag BAD_COMM_FAILURE once."""
         self.status.error(message)
         if not self.status.connected:
@@ -226,14 +242,14 @@ class ModbusSource:
         self._close(client)
         outbox.put_many(Reading(t, None, quality=Quality.BAD_COMM_FAILURE) for t in self.tags)
 
-    def _close(self, client: AsyncModbusTcpClient) -> None:
+    def _close(self, client: Client) -> None:
         """Close a connection (again is harmless) and say so in the status."""
         if self._client is client:
             self._client = None
         self.status.connected = False
         client.close()
 
-    async def _poll(self, client: AsyncModbusTcpClient, outbox: Outbox) -> None:
+    async def _poll(self, client: Client, outbox: Outbox) -> None:
         """Poll every group on its own schedule over the one connection; the first failure ends all."""
         if len(self.groups) == 1:
             await self._poll_group(client, self.groups[0], outbox)
@@ -249,7 +265,7 @@ class ModbusSource:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _poll_group(self, client: AsyncModbusTcpClient, poll_group: PollGroup, outbox: Outbox) -> None:
+    async def _poll_group(self, client: Client, poll_group: PollGroup, outbox: Outbox) -> None:
         """Read a group's requests every interval, on a fixed schedule that skips missed slots."""
         loop = asyncio.get_running_loop()
         interval = poll_group.interval
@@ -273,7 +289,7 @@ class ModbusSource:
             await asyncio.sleep(due - now)
 
     async def _read(
-        self, client: AsyncModbusTcpClient, poll_group: PollGroup, request: ReadRequest, outbox: Outbox
+        self, client: Client, poll_group: PollGroup, request: ReadRequest, outbox: Outbox
     ) -> ReadingColumns:
         """The readings of one request: decoded values, or bad quality for all on an exception."""
         response = await self._request(client, request)
@@ -307,7 +323,7 @@ class ModbusSource:
         n = len(request.tags)
         return ReadingColumns(list(request.names), [None] * n, [time.time_ns() // 1000] * n, [int(quality)] * n)
 
-    async def _request(self, client: AsyncModbusTcpClient, request: ReadRequest) -> ModbusPDU:
+    async def _request(self, client: Client, request: ReadRequest) -> ModbusPDU:
         """Send one read; LinkDown when there is no answer."""
         if not client.connected:
             raise LinkDown("connection lost")

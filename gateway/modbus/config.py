@@ -1,4 +1,5 @@
-"""Configuration of one Modbus TCP device and its tags, validated once at load with errors naming the field."""
+"""Configuration of one Modbus device (TCP, or RTU on a serial port) and its tags, validated once at load
+with errors naming the field."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from gateway.values import default_precision, round_scaled
 TABLES = ("coil", "discrete_input", "holding", "input")
 BIT_TABLES = ("coil", "discrete_input")
 WRITABLE_TABLES = ("coil", "holding")
-FRAMINGS = ("tcp", "rtu-over-tcp")
+FRAMINGS = ("tcp", "rtu-over-tcp", "rtu")
+SERIAL_FIELDS = ("baudrate", "parity", "stopbits", "bytesize")
+PARITIES = ("N", "E", "O")
+SERIAL_DEFAULTS: dict[str, int | str] = {"baudrate": 19200, "parity": "E", "stopbits": 1, "bytesize": 8}
+"""The Modbus over serial line specification's default line: 19200 baud, 8 data bits, even parity, 1 stop bit."""
 MAX_REGISTERS = 125
 """The most registers one read may ask for (Modbus application protocol, FC3/FC4)."""
 MAX_BITS = 2000
@@ -136,15 +141,24 @@ class ModbusTag(TagConfig, kw_only=True):
 
 
 class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only=True, forbid_unknown_fields=True):
-    """One Modbus device reached over TCP, polled for its tags."""
+    """One Modbus device reached over TCP or on a serial line (RTU), polled for its tags."""
 
     name: str
-    host: str
-    port: int = 502
+    host: str = ""
+    """The device or serial-to-TCP converter; empty (and unused) for framing rtu."""
+    port: int | str | None = None
+    """TCP port (default 502), or for framing rtu the serial device, e.g. "/dev/ttyUSB0"."""
     unit_id: int = 1
     """The unit (slave) id; gateways to serial lines route by it, plain TCP devices often ignore it."""
     framing: str = "tcp"
-    """tcp (MBAP header) or rtu-over-tcp (RTU frames with CRC through a serial-to-TCP converter)."""
+    """tcp (MBAP header), rtu-over-tcp (RTU frames with CRC through a serial-to-TCP converter) or rtu
+    (RTU frames on a serial port)."""
+    baudrate: int | None = None
+    parity: str | None = None
+    """N (none), E (even) or O (odd)."""
+    stopbits: int | None = None
+    bytesize: int | None = None
+    """The serial line, framing rtu only; unset: 19200 baud, 8 data bits, even parity, 1 stop bit."""
     poll_interval: float = 1.0
     timeout: float = 3.0
     """Seconds to wait for the connection and for each response."""
@@ -166,14 +180,12 @@ class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only
         who = f"(source {self.name!r})"
         if not self.name:
             raise ValueError("name: a source needs a non-empty name")
-        if not self.host:
-            raise ValueError(f"host: must not be empty {who}")
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"port: must be 1..65535, got {self.port} {who}")
-        if not 0 <= self.unit_id <= 255:
-            raise ValueError(f"unit_id: must be 0..255, got {self.unit_id} {who}")
         if self.framing not in FRAMINGS:
             raise ValueError(f"framing: {self.framing!r} is not one of {', '.join(FRAMINGS)} {who}")
+        if self.framing == "rtu":
+            self._check_serial(who)
+        else:
+            self._check_tcp(who)
         for key in ("poll_interval", "timeout", "reconnect_min"):
             value = getattr(self, key)
             if not (math.isfinite(value) and value > 0):
@@ -193,6 +205,46 @@ class ModbusSourceConfig(msgspec.Struct, tag="modbus", tag_field="type", kw_only
         except ValueError as e:
             raise ValueError(f"{e} {who}") from None
         self._check_tags(who)
+
+    def _check_tcp(self, who: str) -> None:
+        if not self.host:
+            raise ValueError(f"host: must not be empty {who}")
+        if self.port is None:
+            self.port = 502
+        if isinstance(self.port, str) or not 1 <= self.port <= 65535:
+            raise ValueError(f"port: must be a TCP port 1..65535 for framing {self.framing}, got {self.port!r} {who}")
+        if not 0 <= self.unit_id <= 255:
+            raise ValueError(f"unit_id: must be 0..255, got {self.unit_id} {who}")
+        for key in SERIAL_FIELDS:
+            if getattr(self, key) is not None:
+                raise ValueError(f'{key}: only framing = "rtu" has a serial line, this source is {self.framing} {who}')
+
+    def _check_serial(self, who: str) -> None:
+        if self.host:
+            raise ValueError(f'host: framing = "rtu" talks to a serial port (set port), not to host {self.host!r} {who}')
+        if not isinstance(self.port, str) or not self.port:
+            raise ValueError(f'port: framing = "rtu" needs the serial device, e.g. "/dev/ttyUSB0", got {self.port!r} {who}')
+        # 0 is broadcast (no device answers it) and 248..255 are reserved on a serial line
+        if not 1 <= self.unit_id <= 247:
+            raise ValueError(f"unit_id: must be 1..247 on a serial line, got {self.unit_id} {who}")
+        for key, default in SERIAL_DEFAULTS.items():
+            if getattr(self, key) is None:
+                setattr(self, key, default)
+        if not 50 <= self.baudrate <= 4_000_000:  # type: ignore[operator]
+            raise ValueError(f"baudrate: must be 50..4000000 bits/s, got {self.baudrate} {who}")
+        if self.parity not in PARITIES:
+            raise ValueError(f"parity: {self.parity!r} is not one of N (none), E (even), O (odd) {who}")
+        if self.stopbits not in (1, 2):
+            raise ValueError(f"stopbits: must be 1 or 2, got {self.stopbits} {who}")
+        if self.bytesize != 8:
+            raise ValueError(f"bytesize: RTU frames are binary and need 8 data bits, got {self.bytesize} {who}")
+
+    @property
+    def where(self) -> str:
+        """'host:port', or the serial device and its line ('/dev/ttyUSB0 19200 8E1')."""
+        if self.framing == "rtu":
+            return f"{self.port} {self.baudrate} {self.bytesize}{self.parity}{self.stopbits}"
+        return f"{self.host}:{self.port}"
 
     def interval_of(self, tag: ModbusTag) -> float:
         """Seconds between a tag's reads: its own poll_interval, else the source's."""
