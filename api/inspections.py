@@ -14,20 +14,23 @@ import msgspec
 import psycopg
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
 from litestar.params import Parameter
 from litestar.status_codes import HTTP_201_CREATED
 
 from api.auth import requires
 from api.deps import provide_conn
+from api.spc import MAX_POINTS, PanelOut, PointOut, ViolationOut
 from historian.errors import InvalidParameterError
-from inspection import store
+from historian.query import check_range
+from inspection import pchart, store
 from inspection.images import MAX_BYTES, ImageRejected
 from inspection.overlay import overlay_png
 from inspection.service import UnknownStation, inspect
 
 MAX_PAGE = 1000
+STATION = r"^[A-Za-z0-9_.-]{1,64}$"
 _NAME = msgspec.Meta(max_length=128)
 
 
@@ -52,6 +55,53 @@ class InspectionOut(msgspec.Struct):
     model: dict[str, str] = msgspec.field(default_factory=dict)
     latency_ms: float = 0.0
     source: str = "api"
+
+
+class PChartAlarmOut(msgspec.Struct):
+    """The station's active p-chart alarm (one per out-of-control episode; ISA-18.2 lifecycle in /api/v1/alarms)."""
+
+    id: int
+    priority: str
+    state: str
+    since: datetime
+    last_ts: datetime
+    points: int
+    rules: list[str]
+
+
+class PChartOut(msgspec.Struct):
+    """A station's p-chart: NG fraction per subgroup of `subgroup_n` inspections, its limits, rules and alarm."""
+
+    station: str
+    machine: str
+    tag: str
+    """the tag its alarms are filed under"""
+    subgroup_n: int
+    baseline_subgroups: int
+    limits: str
+    """learning: p̄ not yet known (points not judged); frozen: judged against p_bar"""
+    p_bar: float | None
+    frozen_at: datetime | None
+    open_n: int
+    """inspections counted into the subgroup not yet closed"""
+    open_ng: int
+    panel: PanelOut
+    violations: list[ViolationOut]
+    alarm: PChartAlarmOut | None
+
+
+def _pchart_out(st: store.Station, state: dict[str, Any] | None, points: list[dict[str, Any]],
+                alarm: dict[str, Any] | None) -> PChartOut:
+    out_points = [PointOut(p["ts"], p["p"], p["n"], list(p["rules"]), p["cl"], p["ucl"], p["lcl"]) for p in points]
+    violations = [ViolationOut("p", p["ts"], p["p"], list(p["rules"])) for p in points if p["rules"]]
+    p_bar = state["p_bar"] if state else None
+    return PChartOut(
+        st.station, st.machine, pchart.tag_name(st.station), state["n"] if state else st.pchart_n,
+        state["baseline"] if state else st.pchart_baseline, "frozen" if p_bar is not None else "learning", p_bar,
+        state["frozen_at"] if state else None, state["open_n"] if state else 0, state["open_ng"] if state else 0,
+        PanelOut("p", True, None, None, None, out_points), violations,
+        PChartAlarmOut(alarm["id"], alarm["priority"], alarm["state"], alarm["ts"], alarm["last_ts"],
+                       alarm["points"], list(alarm["rules"])) if alarm else None)
 
 
 def _out(row: dict[str, Any]) -> InspectionOut:
@@ -138,6 +188,25 @@ class InspectionController(Controller):
         rows = await store.find(conn, station=station, machine=machine, lot=lot, verdict=verdict, start=start,
                                 end=end, limit=limit, offset=offset)
         return [_out(r) for r in rows]
+
+    @get("/pchart", guards=[requires("viewer")], summary="p-chart of a camera station")
+    async def pchart(self, conn: NamedDependency[psycopg.AsyncConnection],
+                     station: Annotated[str, Parameter(pattern=STATION, description="the camera station")],
+                     start: Annotated[datetime | None, Parameter(description="subgroups closed at or after")] = None,
+                     end: Annotated[datetime | None, Parameter(description="subgroups closed before")] = None,
+                     limit: Annotated[int, Parameter(ge=1, le=MAX_POINTS,
+                                                     description="the newest subgroups at most")] = 1000,
+                     ) -> PChartOut:
+        """NG fraction per subgroup of the station's inspections, limits from p̄, broken rules, the active alarm."""
+        for name, t in (("start", start), ("end", end)):
+            if t is not None and t.tzinfo is None:
+                raise InvalidParameterError(name, f"{t.isoformat()} has no time zone; add Z or +hh:mm")
+        if start is not None and end is not None:
+            check_range(start, end)
+        st = await store.station(conn, station)
+        if st is None:
+            raise NotFoundException(f"station {station!r} is not configured")
+        return _pchart_out(st, *await pchart.read(conn, station, start, end, limit))
 
     @get("/{inspection_id:int}", guards=[requires("viewer")])
     async def one(self, conn: psycopg.AsyncConnection, inspection_id: int) -> InspectionOut:

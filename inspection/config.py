@@ -20,6 +20,10 @@ class StationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     threshold: Annotated[float, msgspec.Meta(gt=0, lt=1)] = 0.5
     """mtile: NG when P(defect) >= threshold. neu: every defect class is NG."""
     retention_days: Annotated[int, msgspec.Meta(gt=0)] = 90
+    pchart_n: Annotated[int, msgspec.Meta(ge=2, le=10000)] = 25
+    """Inspections per subgroup of the station's p-chart (inspection/pchart.py)."""
+    pchart_baseline: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 20
+    """Subgroups the chart learns p̄ from before it judges (and may raise alarms)."""
 
 
 class InspectionConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -38,4 +42,5 @@ async def sync_stations(conn: psycopg.AsyncConnection, config: InspectionConfig)
     """Write the configured stations into inspection_stations (stations no longer configured are kept: rows
     refer to them)."""
     for s in config.stations:
-        await upsert_station(conn, Station(s.name, s.machine, s.model, s.threshold, s.retention_days))
+        await upsert_station(conn, Station(s.name, s.machine, s.model, s.threshold, s.retention_days,
+                                                 s.pchart_n, s.pchart_baseline))

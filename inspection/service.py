@@ -1,4 +1,5 @@
-"""Inspecting one image: decode under limits, run the station's model, decide the verdict, store image and row."""
+"""Inspecting one image: decode under limits, run the station's model, decide the verdict, store image and row,
+count it into the station's p-chart."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import psycopg
 
-from inspection import store
+from inspection import pchart, store
 from inspection.images import ImageRejected, decode
 from inspection.models import load_model
 
@@ -28,7 +29,7 @@ def _verdict(result: Any, threshold: float, segmenter: bool) -> str:
 async def inspect(conn: psycopg.AsyncConnection, data: bytes, *, station: str, machine: str | None = None,
                   lot: str | None = None, operation: str | None = None, captured_at: datetime | None = None,
                   source: str = "api", root: Path | None = None) -> dict[str, Any]:
-    """Judge and store one image for a station; ImageRejected / UnknownStation / ValueError name the problem."""
+    """Judge, store and count one image into its station's p-chart; ImageRejected/UnknownStation/ValueError say why."""
     st = await store.station(conn, station)
     if st is None:
         raise UnknownStation(f"station {station!r} is not configured")
@@ -45,7 +46,10 @@ async def inspect(conn: psycopg.AsyncConnection, data: bytes, *, station: str, m
            "width": decoded.grey.shape[1], "height": decoded.grey.shape[0], "model": model.card.name,
            "model_version": model.card.version, "model_sha256": model.card.sha256,
            "latency_ms": result.latency_ms, "source": source}
-    return await store.store(conn, root or store.image_root(), data, row)
+    async with conn.transaction():  # the row and its count in the station's p-chart: both or neither
+        stored = await store.store(conn, root or store.image_root(), data, row)
+        await pchart.count(conn, station, stored["ts"], stored["verdict"])
+    return stored
 
 
 __all__ = ["ImageRejected", "UnknownStation", "inspect"]

@@ -35,6 +35,8 @@ class Station:
     model: str
     threshold: float = 0.5
     retention_days: int = 90
+    pchart_n: int = 25
+    pchart_baseline: int = 20
 
 
 def image_path(root: Path, sha256: str) -> Path:
@@ -65,15 +67,18 @@ def put_image(root: Path, data: bytes) -> tuple[str, bool]:
 async def upsert_station(conn: psycopg.AsyncConnection, s: Station) -> None:
     """Create or update a station's configuration."""
     await conn.execute(
-        "INSERT INTO inspection_stations (station, machine, model, threshold, retention_days) VALUES (%s,%s,%s,%s,%s) "
+        "INSERT INTO inspection_stations (station, machine, model, threshold, retention_days, pchart_n, "
+        "pchart_baseline) VALUES (%s,%s,%s,%s,%s,%s,%s) "
         "ON CONFLICT (station) DO UPDATE SET machine = EXCLUDED.machine, model = EXCLUDED.model, "
-        "threshold = EXCLUDED.threshold, retention_days = EXCLUDED.retention_days",
-        (s.station, s.machine, s.model, s.threshold, s.retention_days))
+        "threshold = EXCLUDED.threshold, retention_days = EXCLUDED.retention_days, pchart_n = EXCLUDED.pchart_n, "
+        "pchart_baseline = EXCLUDED.pchart_baseline",
+        (s.station, s.machine, s.model, s.threshold, s.retention_days, s.pchart_n, s.pchart_baseline))
 
 
 async def station(conn: psycopg.AsyncConnection, name: str) -> Station | None:
     """The configured station called name, or None."""
-    cur = await conn.execute("SELECT station, machine, model, threshold, retention_days FROM inspection_stations "
+    cur = await conn.execute("SELECT station, machine, model, threshold, retention_days, pchart_n, pchart_baseline "
+                             "FROM inspection_stations "
                              "WHERE station = %s", (name,))
     row = await cur.fetchone()
     return Station(*row) if row else None

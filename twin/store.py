@@ -58,7 +58,7 @@ async def record(
                 "SET good = part_counts.good + excluded.good, scrap = part_counts.scrap + excluded.scrap",
                 [(ids[c.machine], from_us(c.ts_us), c.good, c.scrap) for c in out.counts],
             )
-        await _alarms(cur, ids, out.alarms)
+        await write_alarms(cur, ids, out.alarms)
         await cur.execute(_SHELVES_EXPIRED)
         await cur.executemany(
             "INSERT INTO machine_status AS s (machine_id, state, state_since, good_total, scrap_total, sensors, "
@@ -138,8 +138,8 @@ _SHELVES_EXPIRED = (
     "SELECT id, 'unshelved', 'twin', 'shelve expired at ' || shelved_until FROM a")
 
 
-async def _alarms(cur: psycopg.AsyncCursor[Any], ids: Sequence[int], events: Sequence[AlarmEvent]) -> None:
-    """Apply alarm transitions in order; the points that only update an active alarm are folded per alarm."""
+async def write_alarms(cur: psycopg.AsyncCursor[Any], ids: Sequence[int], events: Sequence[AlarmEvent]) -> None:
+    """Apply alarm transitions in order (the twin's and the camera p-charts'); updates of one alarm are folded."""
     pending: dict[tuple[int, int | None, str], dict[str, Any]] = {}
 
     async def flush(key: tuple[int, int | None, str]) -> None:
