@@ -3,6 +3,7 @@
     press1, press2   OPC UA server   opc.tcp://127.0.0.1:<opcua_port>/shopfloor/plant
     oven1            Sparkplug B     spBv1.0/plant/DDATA/line1/oven1 on the MQTT broker
     lathe1 + meter   Modbus TCP      127.0.0.1:<modbus_port> (the legacy lathe and the line's energy meter)
+    camera           image files     <camera_folder>, one per part <camera_machine> makes (when a folder is set)
 
 Writes from the gateway come back into the model: an OPC UA SpeedSetpoint or the lathe's
 Modbus speed setpoint changes that machine's rate.
@@ -15,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from plant.camera import Camera
 from plant.line import PRODUCING, Line
 from plant.modbus_server import ModbusPlant
 from plant.mqtt_publisher import MqttPlant
@@ -42,6 +44,11 @@ class PlantSettings:
     """Wall-clock seconds between device updates."""
     seed: int = 7
     data_root: Path | None = None
+    camera_folder: str = ""
+    """Where the camera drops an image per part of camera_machine; empty: no camera."""
+    camera_machine: str = "press1"
+    camera_every: int = 1
+    """One image per this many parts."""
 
 
 def celsius_from_rankine(t: float) -> float:
@@ -62,6 +69,8 @@ class Plant:
                               devices=[SPARKPLUG_MACHINE], period=None)
         self._setpoints = {m: 100.0 for m in OPCUA_MACHINES}
         self._lathe_rpm = NOMINAL_RPM
+        self.camera = Camera(Path(settings.camera_folder), settings.camera_machine, settings.camera_every,
+                             settings.data_root) if settings.camera_folder else None
 
     async def __aenter__(self) -> Plant:
         await self.opcua.start()
@@ -81,6 +90,8 @@ class Plant:
         """Take writes from the devices into the model, advance it, and publish its state."""
         await self._take_writes()
         self.line.advance(self.settings.tick * self.settings.speedup)
+        if self.camera is not None:
+            self.camera.look(self.line.machines[self.settings.camera_machine])
         for name in OPCUA_MACHINES:
             v = self.line.machines[name].values()
             for signal in ("State", "Speed", "GoodCount", "ScrapCount", "CurrentLot", "OperatorBadge", "Recipe",

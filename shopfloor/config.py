@@ -30,8 +30,19 @@ class PlantConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     speedup: float = 1.0
     tick: float = 1.0
     seed: int = 7
+    camera_folder: str = ""
+    """Where the plant's camera drops an image per part of camera_machine (empty: no camera); the demo takes a
+    relative folder under its state folder."""
+    camera_machine: str = "press1"
+    camera_every: int = 1
+    """One image per this many parts made."""
 
     def __post_init__(self) -> None:
+        if self.camera_machine not in ("press1", "press2", "oven1", "lathe1"):
+            raise ValueError(f"camera_machine must be a machine of the plant (press1, press2, oven1, lathe1), got "
+                             f"{self.camera_machine!r}")
+        if not 1 <= self.camera_every <= 1_000_000:
+            raise ValueError(f"camera_every must be 1..1000000 parts, got {self.camera_every}")
         for name in ("opcua_port", "modbus_port", "mqtt_port"):
             if not 1 <= getattr(self, name) <= 65535:
                 raise ValueError(f"{name} must be 1..65535, got {getattr(self, name)}")

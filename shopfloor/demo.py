@@ -13,6 +13,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import msgspec
 import uvicorn
@@ -20,16 +21,19 @@ import uvicorn
 from web.app import create_app
 from web.users import first_user
 from api.config import ApiUser
+from gateway.camera.config import CameraFolderSourceConfig
+from gateway.config import GatewayConfig
 from gateway.service import Gateway
 from historian.db import connect
 from historian.embedded import EmbeddedPostgres, default_state_dir
 from historian.maintenance import run_maintenance
 from historian.migrate import migrate
+from inspection.config import sync_stations
 from plant.run import Plant
-from shopfloor.config import Config
+from shopfloor.config import Config, PlantConfig
 from shopfloor.demo_mes import seed as seed_mes
 from shopfloor.demo_mes import seed_energy_meters
-from shopfloor.demo_plant import ENERGY_TAGS, demo_gateway, demo_twin
+from shopfloor.demo_plant import ENERGY_TAGS, demo_gateway, demo_inspection, demo_twin
 from twin.config import TwinConfig
 from twin.service import TwinService
 
@@ -73,6 +77,23 @@ def _twin_config(config: Config, broker: bool) -> TwinConfig:
     return msgspec.structs.replace(twin, machines=machines)
 
 
+def _under(state: Path, folder: str) -> str:
+    """A relative folder of the demo's camera is under its state folder (beside its database and spool)."""
+    return folder if not folder or Path(folder).is_absolute() else str(state / folder)
+
+
+def _plant(p: PlantConfig, state: Path) -> PlantConfig:
+    """The plant's settings with its camera folder resolved."""
+    return msgspec.structs.replace(p, camera_folder=_under(state, p.camera_folder))
+
+
+def _cameras(gateway: GatewayConfig, state: Path, dsn: str) -> GatewayConfig:
+    """Camera folders under the state folder, judged into the demo's database (the embedded one has no env DSN)."""
+    sources = [msgspec.structs.replace(s, folder=_under(state, s.folder), dsn=s.dsn or dsn)
+               if isinstance(s, CameraFolderSourceConfig) else s for s in gateway.sources]
+    return msgspec.structs.replace(gateway, sources=sources)
+
+
 async def run(config: Config) -> None:
     """Start the database (embedded unless configured), the plant, the gateway, the twin and the API; stop them all
     on SIGINT/SIGTERM or when one of them fails (DemoFailed)."""
@@ -114,6 +135,7 @@ async def _prepare(dsn: str, config: Config) -> None:
     conn = await connect(dsn)
     try:
         applied = await migrate(conn)
+        await sync_stations(conn, config.inspection if config.inspection.stations else demo_inspection(config.plant))
         await seed_mes(conn, speed=config.plant.speedup)
         password = await first_user(conn, "demo", "admin")
         if password:
@@ -127,7 +149,8 @@ async def _prepare(dsn: str, config: Config) -> None:
 
 async def _serve(config: Config, dsn: str, state, stop: asyncio.Event, stopped: list[str]) -> None:  # type: ignore[no-untyped-def]
     p = config.plant
-    gateway_config = config.gateway if config.gateway.sources else demo_gateway(p)
+    gateway_config = _cameras(config.gateway if config.gateway.sources else demo_gateway(p), state, dsn)
+    p = _plant(p, state)
     if not config.api.users:
         # a key for this run only, so write-back can be tried without editing a file
         config.api.users = [ApiUser(name="demo-operator", key=secrets.token_urlsafe(24), role="operator")]
@@ -137,7 +160,8 @@ async def _serve(config: Config, dsn: str, state, stop: asyncio.Event, stopped: 
     base = f"http://{config.api.host}:{config.api.port}"
     async with Plant(p.settings()) as plant:
         print(f"plant at {p.speedup:g}x time: OPC UA {plant.opcua.endpoint}, Modbus TCP 127.0.0.1:{p.modbus_port}, "
-              f"Sparkplug B group 'plant' on {p.mqtt_host}:{p.mqtt_port}")
+              f"Sparkplug B group 'plant' on {p.mqtt_host}:{p.mqtt_port}"
+              + (f", camera on {p.camera_machine} into {p.camera_folder}" if p.camera_folder else ""))
         twin = TwinService(_twin_config(config, _reachable(p.mqtt_host, p.mqtt_port)), dsn)
         gateway = Gateway(gateway_config, dsn, config.historian, state / "gateway", tap=twin.observe)
         parts = {

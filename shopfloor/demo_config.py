@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from shopfloor.config import PlantConfig
-from shopfloor.demo_plant import demo_gateway_table, demo_twin_table
+from shopfloor.demo_plant import demo_gateway_table, demo_inspection_table, demo_twin_table
 
 PATH = Path(__file__).resolve().parent.parent / "shopfloor.toml"
 SPEED = 20.0  # simulated seconds per second: parts and non-zero KPIs within 30 s of start
+CAMERA = "camera/press1"  # under the demo's state folder
+PLANT = PlantConfig(speedup=SPEED, tick=0.5, camera_folder=CAMERA)
 
 HEADER = f'''# Shopfloor's configuration: exactly what `shopfloor demo` runs (tests/shopfloor/test_config.py checks it;
 # `python -m shopfloor.demo_config` writes it). Copy it for a real plant: point [historian] dsn at your database,
@@ -36,6 +38,9 @@ mqtt_port = 1883
 speedup = {SPEED!r}           # simulated seconds per second (`shopfloor demo --speed N`)
 tick = 0.5
 seed = 7
+camera_folder = "{CAMERA}"   # an image per part of camera_machine (the demo: under its state folder); "" for none
+camera_machine = "press1"
+camera_every = 1
 '''
 
 
@@ -54,14 +59,17 @@ def _value(v: Any) -> str:
 
 
 def render() -> str:
-    """The text of shopfloor.toml for the demo's plant, gateway and twin."""
+    """The text of shopfloor.toml for the demo's plant, gateway, camera station and twin."""
     out = [HEADER]
-    for source in demo_gateway_table(PlantConfig(speedup=SPEED, tick=0.5))["sources"]:
+    for source in demo_gateway_table(PLANT)["sources"]:
         tags = source.pop("tags", [])
         out += ["[[gateway.sources]]", *(f"{k} = {_value(v)}" for k, v in source.items())]
         if tags:
             out += ["tags = [", *(f"    {_value(t)}," for t in tags), "]"]
         out.append("")
+    out.append("# the camera station judging the plant's camera images; its p-chart raises alarms on press1")
+    for station in demo_inspection_table(PLANT)["stations"]:
+        out += ["[[inspection.stations]]", *(f"{k} = {_value(v)}" for k, v in station.items()), ""]
     out.append("# the twin: ISO 22400 states, part counts, SPC on the sensors, RUL (presses), failure probability (lathe)")
     for machine in demo_twin_table()["machines"]:
         out += ["[[twin.machines]]", *(f"{k} = {_value(v)}" for k, v in machine.items()), ""]

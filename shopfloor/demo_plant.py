@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 
 from gateway.config import GatewayConfig
+from inspection.config import InspectionConfig
 from shopfloor.config import PlantConfig
 from twin.config import TwinConfig
 
@@ -89,6 +90,8 @@ def demo_gateway_table(plant: PlantConfig, presses: tuple[str, ...] = ("press1",
         if machine:
             tag["machine"] = machine
         modbus_tags.append(tag)
+    camera = [{"type": "camera_folder", "name": f"{plant.camera_machine}-camera", "folder": plant.camera_folder,
+               "station": camera_station(plant), "after": "delete", "poll_interval": 0.5}] if plant.camera_folder else []
     return {
             "sources": [
                 {"type": "opcua", "name": "presses", "publishing_interval": 0.5,
@@ -100,8 +103,29 @@ def demo_gateway_table(plant: PlantConfig, presses: tuple[str, ...] = ("press1",
                  "client_id": f"shopfloor-demo-{plant.opcua_port}",
                  "sparkplug": [{"group_id": "plant", "device_tag": "{device}.{metric}", "node_tag": "line1.{metric}",
                                 "node_machine": ""}]},  # the edge node is the line's gateway, not a machine
+                # judged images are in the inspection store (by content): the camera's copies are deleted
+                *camera,
             ]
     }
+
+
+def camera_station(plant: PlantConfig) -> str:
+    """The inspection station of the plant's camera, e.g. cam-press1."""
+    return f"cam-{plant.camera_machine}"
+
+
+def demo_inspection(plant: PlantConfig) -> InspectionConfig:
+    """The camera station of the simulated plant (none without a camera folder)."""
+    return msgspec.convert(demo_inspection_table(plant), InspectionConfig)
+
+
+def demo_inspection_table(plant: PlantConfig) -> dict[str, Any]:
+    """demo_inspection as the [inspection] table of shopfloor.toml would write it."""
+    if not plant.camera_folder:
+        return {"stations": []}
+    # magnetic tiles: the model that tells a good part (MT_Free) from a defect; every NEU class is a defect
+    return {"stations": [{"name": camera_station(plant), "machine": plant.camera_machine, "model": "mtile",
+                          "threshold": 0.5, "pchart_n": 25, "pchart_baseline": 20}]}
 
 
 def engine_tag(machine: str, signal: str) -> str:

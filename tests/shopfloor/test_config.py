@@ -90,12 +90,14 @@ def test_a_gateway_config_is_read():
 
 def test_the_top_level_shopfloor_toml_is_the_demos_configuration():
     from shopfloor.demo_config import PATH, render
-    from shopfloor.demo_plant import demo_gateway, demo_twin
+    from shopfloor.demo_plant import demo_gateway, demo_inspection, demo_twin
 
     assert PATH.read_text() == render(), "shopfloor.toml is behind the demo: run python -m shopfloor.demo_config"
     c = load(PATH)
     assert c.gateway == demo_gateway(c.plant)  # the same sources and tags the demo builds for its plant
     assert c.twin == demo_twin()
+    assert c.inspection == demo_inspection(c.plant)  # the camera's station, on the camera's machine
+    assert (c.plant.camera_folder, [s.machine for s in c.inspection.stations]) == ("camera/press1", ["press1"])
     assert [m.name for m in c.twin.machines] == ["press1", "press2", "lathe1", "oven1"]
     assert (c.plant.speedup, c.plant.opcua_port, c.plant.modbus_port, c.plant.mqtt_port) == (20.0, 4840, 5020, 1883)
     assert (c.historian.dsn, c.historian.embedded_port, c.api.host, c.api.port) == ("", 55434, "127.0.0.1", 8000)

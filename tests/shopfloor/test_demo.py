@@ -129,7 +129,7 @@ def test_demo_makes_parts_and_kpis_within_30s_and_stops_everything_it_started(st
         f"[historian]\nembedded_port = {ports['pg']}\nflush_interval = 0.2\n"
         f"[api]\nport = {ports['api']}\n[[api.users]]\nname = \"tester\"\nkey = \"{KEY}\"\nrole = \"operator\"\n"
         f"[plant]\nopcua_port = {ports['opcua']}\nmodbus_port = {ports['modbus']}\n"
-        f"mqtt_host = \"{mqtt_host}\"\nmqtt_port = {mqtt_port}\ntick = 0.5\n"
+        f"mqtt_host = \"{mqtt_host}\"\nmqtt_port = {mqtt_port}\ntick = 0.5\ncamera_folder = \"camera/press1\"\n"
     )
     base = f"http://127.0.0.1:{ports['api']}"
     api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {KEY}"}, timeout=20)
@@ -145,6 +145,14 @@ def test_demo_makes_parts_and_kpis_within_30s_and_stops_everything_it_started(st
                          and sorted(ms) == MACHINES and all(m["good_total"] > 0 for m in ms.values()) and ms,
                          30, "parts from every machine")
         assert time.monotonic() - api_up < 30
+        # the plant's camera photographs press1's parts into its folder; the gateway's camera_folder source judges
+        # them with the demo's station, and its p-chart counts them
+        seen = until(lambda: (r := api.get("/api/v1/inspections", params={"station": "cam-press1"}).json()) and r,
+                     30, "camera inspections of press1's parts")
+        assert {(i["machine"], i["source"], i["model"]["name"]) for i in seen} == {
+            ("press1", "camera:press1-camera", "mtile")}
+        chart = api.get("/api/v1/inspections/pchart", params={"station": "cam-press1"}).json()
+        assert chart["machine"] == "press1" and chart["open_n"] + 25 * len(chart["panel"]["points"]) >= len(seen)
         assert {m["state"] for m in machines.values()} <= {"producing", "idle", "setup", "unplanned_down",
                                                             "planned_down"}
         # ISO 22400 KPIs over the last minutes: the seeded shifts give planned time, routings the cycle times

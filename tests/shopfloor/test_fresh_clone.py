@@ -1,5 +1,5 @@
 """A fresh clone carries the data it needs: with no ../shared beside it and SHOPFLOOR_DATA unset, the demo plant's
-and training's data lookups find the committed slices in data/."""
+(its camera's too) and training's data lookups find the committed slices in data/."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import json, sys
 from pathlib import Path
 import datasets, plant.data
 from analytics import cmapss, failure
+from plant.camera import tile_images
 from plant.line import Line
 line = Line(["press1", "press2", "oven1", "lathe1"], seed=3)
 line.advance(3600)
@@ -30,6 +31,7 @@ print(json.dumps({
     "cmapss": str(datasets.dataset_dir("cmapss")), "units": len(units),
     "ai4i": str(failure.csv_path()), "ai4i_rows": int(len(y)),
     "cwru": str(plant.data.dataset_dir("cwru-bearing")),
+    "tiles": [str(plant.data.dataset_dir("magnetic-tile-defect")), *map(len, tile_images())],
 }))
 """
 
@@ -56,3 +58,4 @@ def test_a_copy_with_no_data_beside_it_reads_the_committed_slices(tmp_path: Path
     assert seen["ai4i"] == str(slices / "ai4i2020" / "ai4i2020.csv") and seen["ai4i_rows"] == 10_000
     assert all(n > 0 for n in seen["plant"].values()), seen["plant"]  # every machine made parts from the slices
     assert seen["vibration"] > 1
+    assert seen["tiles"] == [str(slices / "magnetic-tile-defect"), 3, 15]  # the demo camera's good and defect images
