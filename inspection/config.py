@@ -24,6 +24,8 @@ class StationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Inspections per subgroup of the station's p-chart (inspection/pchart.py)."""
     pchart_baseline: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 20
     """Subgroups the chart learns p̄ from before it judges (and may raise alarms)."""
+    lot_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    """Text tag with the lot the machine runs (e.g. press1.lot): fills the lot of inspections that come without one."""
 
 
 class InspectionConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -43,4 +45,4 @@ async def sync_stations(conn: psycopg.AsyncConnection, config: InspectionConfig)
     refer to them)."""
     for s in config.stations:
         await upsert_station(conn, Station(s.name, s.machine, s.model, s.threshold, s.retention_days,
-                                                 s.pchart_n, s.pchart_baseline))
+                                                 s.pchart_n, s.pchart_baseline, s.lot_tag))

@@ -40,7 +40,10 @@ async def inspect(conn: psycopg.AsyncConnection, data: bytes, *, station: str, m
     result = await asyncio.to_thread(model.run, decoded.grey)
     segmenter = result.mask is not None
     detail = {"probs": dict(zip(model.classes, map(float, result.probs))), **result.summary}
-    row = {"ts": captured_at or datetime.now(UTC), "station": station, "machine": st.machine, "lot": lot,
+    ts = captured_at or datetime.now(UTC)
+    if lot is None and st.lot_tag is not None:  # the lot the machine ran when the image was taken, if it says
+        lot = await store.current_lot(conn, st.lot_tag, ts)
+    row = {"ts": ts, "station": station, "machine": st.machine, "lot": lot,
            "operation": operation, "verdict": _verdict(result, st.threshold, segmenter), "class": result.label,
            "score": result.score, "detail": detail, "image_format": decoded.format,
            "width": decoded.grey.shape[1], "height": decoded.grey.shape[0], "model": model.card.name,

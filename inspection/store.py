@@ -37,6 +37,7 @@ class Station:
     retention_days: int = 90
     pchart_n: int = 25
     pchart_baseline: int = 20
+    lot_tag: str | None = None
 
 
 def image_path(root: Path, sha256: str) -> Path:
@@ -68,16 +69,24 @@ async def upsert_station(conn: psycopg.AsyncConnection, s: Station) -> None:
     """Create or update a station's configuration."""
     await conn.execute(
         "INSERT INTO inspection_stations (station, machine, model, threshold, retention_days, pchart_n, "
-        "pchart_baseline) VALUES (%s,%s,%s,%s,%s,%s,%s) "
+        "pchart_baseline, lot_tag) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
         "ON CONFLICT (station) DO UPDATE SET machine = EXCLUDED.machine, model = EXCLUDED.model, "
         "threshold = EXCLUDED.threshold, retention_days = EXCLUDED.retention_days, pchart_n = EXCLUDED.pchart_n, "
-        "pchart_baseline = EXCLUDED.pchart_baseline",
-        (s.station, s.machine, s.model, s.threshold, s.retention_days, s.pchart_n, s.pchart_baseline))
+        "pchart_baseline = EXCLUDED.pchart_baseline, lot_tag = EXCLUDED.lot_tag",
+        (s.station, s.machine, s.model, s.threshold, s.retention_days, s.pchart_n, s.pchart_baseline, s.lot_tag))
+
+
+async def current_lot(conn: psycopg.AsyncConnection, lot_tag: str, at: datetime) -> str | None:
+    """The newest value of a lot tag at or before `at` (None when it has none, or it is empty)."""
+    cur = await conn.execute("SELECT e.value FROM events e JOIN tags t ON t.id = e.tag_id WHERE t.name = %s "
+                             "AND e.ts <= %s ORDER BY e.ts DESC LIMIT 1", (lot_tag, at))
+    row = await cur.fetchone()
+    return row[0] if row and row[0] else None
 
 
 async def station(conn: psycopg.AsyncConnection, name: str) -> Station | None:
     """The configured station called name, or None."""
-    cur = await conn.execute("SELECT station, machine, model, threshold, retention_days, pchart_n, pchart_baseline "
+    cur = await conn.execute("SELECT station, machine, model, threshold, retention_days, pchart_n, pchart_baseline, lot_tag "
                              "FROM inspection_stations "
                              "WHERE station = %s", (name,))
     row = await cur.fetchone()

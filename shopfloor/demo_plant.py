@@ -125,7 +125,10 @@ def demo_inspection_table(plant: PlantConfig) -> dict[str, Any]:
         return {"stations": []}
     # magnetic tiles: the model that tells a good part (MT_Free) from a defect; every NEU class is a defect
     return {"stations": [{"name": camera_station(plant), "machine": plant.camera_machine, "model": "mtile",
-                          "threshold": 0.5, "pchart_n": 25, "pchart_baseline": 20}]}
+                          "threshold": 0.5, "pchart_n": 25, "pchart_baseline": 20,
+                          # presses report their lot over OPC UA (CurrentLot); the others have no lot tag
+                          **({"lot_tag": f"{plant.camera_machine}.lot"} if plant.camera_machine.startswith("press")
+                             else {})}]}
 
 
 def engine_tag(machine: str, signal: str) -> str:

@@ -117,3 +117,19 @@ async def test_the_gateway_source_runs_and_deletes(conn, dsn, cam):
         with pytest.raises(asyncio.CancelledError):
             await task
     assert not (cam / "x.jpg").exists() and src.status.readings_total == 1
+
+
+async def test_a_station_with_a_lot_tag_files_images_under_the_lot_its_machine_runs(conn, cam):
+    await store.upsert_station(conn, store.Station("cam-1", "rolling-1", "neu", lot_tag="rolling-1.lot"))
+    cur = await conn.execute("INSERT INTO tags (name, category, data_type) VALUES ('rolling-1.lot', 'material', "
+                             "'text') RETURNING id")
+    tag_id = (await cur.fetchone())[0]
+    # day partitions on plain PostgreSQL, as the historian's writer creates them ahead
+    await conn.execute("SELECT sf_ensure_partitions('events', (now() - interval '1 day')::date, "
+                       "(now() + interval '1 day')::date)")
+    await conn.execute("INSERT INTO events (tag_id, ts, value) VALUES (%s, now() - interval '2 h', 'LOT-1'), "
+                       "(%s, now() - interval '1 min', 'LOT-2'), (%s, now() + interval '1 h', 'LOT-3')",
+                       (tag_id, tag_id, tag_id))
+    shutil.copy(NEU / "crazing_1.jpg", cam / "a.jpg")
+    await _settle(_watcher(cam), conn)
+    assert await scalar_of(conn, "SELECT lot FROM inspections") == "LOT-2"  # the newest value at the image's time

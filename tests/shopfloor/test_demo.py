@@ -147,8 +147,10 @@ def test_demo_makes_parts_and_kpis_within_30s_and_stops_everything_it_started(st
         assert time.monotonic() - api_up < 30
         # the plant's camera photographs press1's parts into its folder; the gateway's camera_folder source judges
         # them with the demo's station, and its p-chart counts them
-        seen = until(lambda: (r := api.get("/api/v1/inspections", params={"station": "cam-press1"}).json()) and r,
-                     30, "camera inspections of press1's parts")
+        # under the lot press1 runs (its CurrentLot tag, the station's lot_tag)
+        seen = until(lambda: (r := api.get("/api/v1/inspections", params={"station": "cam-press1"}).json())
+                     and any((i["lot"] or "").startswith("LOT-") for i in r) and r,
+                     30, "camera inspections of press1's parts with their lot")
         assert {(i["machine"], i["source"], i["model"]["name"]) for i in seen} == {
             ("press1", "camera:press1-camera", "mtile")}
         chart = api.get("/api/v1/inspections/pchart", params={"station": "cam-press1"}).json()
