@@ -112,6 +112,32 @@ def evaluate(data_set: str, folder: Path) -> int:
     return 0
 
 
+def quantize(data_set: str, data: Path | None, models: Path | None, calib_per_class: int, max_drop: float) -> int:
+    """Quantise the served model to int8, compare on a folder (default the full set), record it in the card and
+    serve int8 only below the accuracy-drop bound; one JSON line."""
+    from datasets import dataset_dir
+    from inspection import quantize as q
+
+    if data_set != "neu":
+        print("shopfloor quantize vision: only --set neu is quantised (the tile U-Net is not)", file=sys.stderr)
+        return 2
+    if not 1 <= calib_per_class <= 1000:
+        print(f"shopfloor quantize vision: --calib-per-class must be 1..1000, got {calib_per_class}", file=sys.stderr)
+        return 2
+    if not 0 <= max_drop <= 100:  # 0: never serve int8 unless it is more accurate
+        print(f"shopfloor quantize vision: --max-drop must be 0..100 points, got {max_drop}", file=sys.stderr)
+        return 2
+    try:
+        folder = data if data is not None else dataset_dir("neu-surface-defect", full=True)
+        result = q.run(folder.resolve(), data_set, models or q.MODELS_DIR, calib_per_class,
+                       max_drop_points=max_drop)
+    except (OSError, ValueError) as e:
+        print(f"shopfloor quantize vision: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(_clean({"model": data_set, **result})))
+    return 0
+
+
 def sync(dsn: str, config: Any) -> None:
     """Write shopfloor.toml's camera stations into the database before serving."""
     import asyncio
@@ -165,10 +191,24 @@ def add_commands(sub: Any) -> None:
     ev.add_argument("--set", required=True, choices=["neu", "mtile"])
     ev.add_argument("folder", type=Path)
     ev.set_defaults(func=lambda args, config: cmd_evaluate(args))
+    _quantize_parser(sub.add_parser("quantize", help="int8 versions of the camera models").add_subparsers(
+        dest="model", required=True).add_parser("vision", help=quantize.__doc__.split(";")[0]))
+
+
+def _quantize_parser(p: argparse.ArgumentParser) -> None:
+    """The options of `quantize vision`."""
+    p.add_argument("--set", required=True, choices=["neu", "mtile"])
+    p.add_argument("--data", type=Path, help="folder laid out like the set (default: the full set)")
+    p.add_argument("--models", type=Path, help="folder of the model and card (default inspection/models)")
+    p.add_argument("--calib-per-class", type=int, default=20, help="calibration images per class (default 20)")
+    p.add_argument("--max-drop", type=float, default=0.5, help="serve int8 only if accuracy drops less than this "
+                                                                "many points (default 0.5)")
+    p.set_defaults(func=lambda args, config=None: quantize(args.set, args.data, args.models, args.calib_per_class,
+                                                           args.max_drop))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m inspection.cli train|evaluate ...` (the same commands as `shopfloor ... vision`)."""
+    """`python -m inspection.cli train|evaluate|quantize ...` (the same commands as `shopfloor ... vision`)."""
     parser = argparse.ArgumentParser(prog="inspection")
     sub = parser.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train")
@@ -180,7 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("evaluate")
     e.add_argument("--set", required=True, choices=["neu", "mtile"])
     e.add_argument("folder", type=Path)
+    _quantize_parser(sub.add_parser("quantize"))
     args = parser.parse_args(argv)
+    if args.command == "quantize":
+        return int(args.func(args))
     return cmd_train(args) if args.command == "train" else cmd_evaluate(args)
 
 
