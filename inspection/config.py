@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import msgspec
 import psycopg
@@ -24,6 +24,8 @@ class StationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Inspections per subgroup of the station's p-chart (inspection/pchart.py)."""
     pchart_baseline: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 20
     """Subgroups the chart learns p̄ from before it judges (and may raise alarms)."""
+    pchart_rules: Literal["we", "nelson", "all"] = "we"
+    """Rules the p-chart judges with: Western Electric 1-4 (fewer false alarms on attribute data), Nelson 1-8, or all."""
     lot_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     """Text tag with the lot the machine runs (e.g. press1.lot): fills the lot of inspections that come without one."""
 
@@ -45,4 +47,5 @@ async def sync_stations(conn: psycopg.AsyncConnection, config: InspectionConfig)
     refer to them)."""
     for s in config.stations:
         await upsert_station(conn, Station(s.name, s.machine, s.model, s.threshold, s.retention_days,
-                                                 s.pchart_n, s.pchart_baseline, s.lot_tag))
+                                                 s.pchart_n, s.pchart_baseline, s.lot_tag,
+                                                 s.pchart_rules))

@@ -5,9 +5,9 @@ constant and every point has the same power; a point closes with the n-th judged
 part that shows the shift; and a stopped line makes no empty or tiny subgroups (a one-part hour would get limits
 0..1). p̄ is learned from the first `pchart_baseline` subgroups (phase I) and then frozen, as the twin freezes a
 sensor's mu/sigma after its baseline points; a baseline without any NG (or only NG) keeps learning, since its
-limits would collapse onto the centre. Each later point is judged with the Western Electric and Nelson rules of
-`twin.kernels.rule_flags` (the one implementation the twin and analytics.spc use) at mu = p̄,
-sigma = sqrt(p̄(1-p̄)/n), on the station's judged points (the rules look 15 back). The bits go into
+limits would collapse onto the centre. Each later point is judged with the station's rules (`pchart_rules`: Western
+Electric 1-4 by default, Nelson 1-8, or all) of `twin.kernels.rule_flags` (the one implementation the twin and
+analytics.spc use) at mu = p̄, sigma = sqrt(p̄(1-p̄)/n), on the station's judged points (the rules look 15 back). The bits go into
 `twin.alarms.AlarmTracker` and out through `twin.store.write_alarms`, as the twin's SPC alarms do: one alarm per
 episode of (station's machine, tag `<station>.ng_fraction`, rule spc) — beyond 3 sigma raised at once, patterns
 after 3 breaking points in a row, cleared after 15 in-control points — with its journal rows.
@@ -29,10 +29,11 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from twin.alarms import SPC, AlarmTracker
-from twin.kernels import ALARM_NAMES, RULES, WINDOW, rule_flags
+from twin.kernels import ALARM_NAMES, NELSON, RULES, WESTERN_ELECTRIC, WINDOW, rule_flags
 from twin.store import write_alarms
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+RULE_SETS = {"we": WESTERN_ELECTRIC, "nelson": NELSON, "all": RULES}
 
 
 def tag_name(station: str) -> str:
@@ -66,7 +67,7 @@ class Closed:
 
 async def _state(cur: psycopg.AsyncCursor[Any], station: str) -> dict[str, Any]:
     """The station's chart row joined with its configuration, locked; created on the station's first inspection."""
-    sql = ("SELECT p.*, s.machine, s.pchart_n, s.pchart_baseline FROM inspection_pchart p "
+    sql = ("SELECT p.*, s.machine, s.pchart_n, s.pchart_baseline, s.pchart_rules FROM inspection_pchart p "
            "JOIN inspection_stations s USING (station) WHERE p.station = %s FOR UPDATE OF p")
     await cur.execute(sql, (station,))
     row = await cur.fetchone()
@@ -137,7 +138,7 @@ async def count(conn: psycopg.AsyncConnection, station: str, ts: datetime, verdi
             await cur.execute("SELECT p FROM inspection_pchart_points WHERE station = %s AND seq > %s AND cl IS NOT "
                               "NULL ORDER BY seq DESC LIMIT %s", (station, st["start_seq"], WINDOW))
             history = [r["p"] for r in reversed(await cur.fetchall())]
-            bits = int(rule_flags(np.array(history + [p]), p_bar, sigma)[-1]) & RULES
+            bits = int(rule_flags(np.array(history + [p]), p_bar, sigma)[-1]) & RULE_SETS[st["pchart_rules"]]
             names = rule_names(bits)
             machine_id, tag_id = await _ids(cur, st["machine"], station)
             events = tracker.point(0, tag_id, _us(last), bits, names, p)

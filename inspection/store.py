@@ -38,6 +38,7 @@ class Station:
     pchart_n: int = 25
     pchart_baseline: int = 20
     lot_tag: str | None = None
+    pchart_rules: str = "we"
 
 
 def image_path(root: Path, sha256: str) -> Path:
@@ -69,11 +70,12 @@ async def upsert_station(conn: psycopg.AsyncConnection, s: Station) -> None:
     """Create or update a station's configuration."""
     await conn.execute(
         "INSERT INTO inspection_stations (station, machine, model, threshold, retention_days, pchart_n, "
-        "pchart_baseline, lot_tag) VALUES (%s,%s,%s,%s,%s,%s,%s,%s) "
+        "pchart_baseline, lot_tag, pchart_rules) VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) "
         "ON CONFLICT (station) DO UPDATE SET machine = EXCLUDED.machine, model = EXCLUDED.model, "
         "threshold = EXCLUDED.threshold, retention_days = EXCLUDED.retention_days, pchart_n = EXCLUDED.pchart_n, "
-        "pchart_baseline = EXCLUDED.pchart_baseline, lot_tag = EXCLUDED.lot_tag",
-        (s.station, s.machine, s.model, s.threshold, s.retention_days, s.pchart_n, s.pchart_baseline, s.lot_tag))
+        "pchart_baseline = EXCLUDED.pchart_baseline, lot_tag = EXCLUDED.lot_tag, pchart_rules = EXCLUDED.pchart_rules",
+        (s.station, s.machine, s.model, s.threshold, s.retention_days, s.pchart_n, s.pchart_baseline, s.lot_tag,
+         s.pchart_rules))
 
 
 async def current_lot(conn: psycopg.AsyncConnection, lot_tag: str, at: datetime) -> str | None:
@@ -86,7 +88,8 @@ async def current_lot(conn: psycopg.AsyncConnection, lot_tag: str, at: datetime)
 
 async def station(conn: psycopg.AsyncConnection, name: str) -> Station | None:
     """The configured station called name, or None."""
-    cur = await conn.execute("SELECT station, machine, model, threshold, retention_days, pchart_n, pchart_baseline, lot_tag "
+    cur = await conn.execute("SELECT station, machine, model, threshold, retention_days, pchart_n, pchart_baseline, lot_tag, "
+                             "pchart_rules "
                              "FROM inspection_stations "
                              "WHERE station = %s", (name,))
     row = await cur.fetchone()

@@ -24,7 +24,8 @@ CALM = [1, 2, 1, 0]  # NG per subgroup of 10 around p̄ = 0.1 that breaks no rul
 @pytest.fixture
 async def station(conn, tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("SHOPFLOOR_STATE", str(tmp_path))
-    await store.upsert_station(conn, store.Station("cam-p", "press-9", "neu", pchart_n=N, pchart_baseline=BASELINE))
+    await store.upsert_station(conn, store.Station("cam-p", "press-9", "neu", pchart_n=N, pchart_baseline=BASELINE,
+                                                   pchart_rules="all"))
     return tmp_path / "images"
 
 
@@ -96,6 +97,17 @@ async def test_learns_then_one_alarm_per_episode_through_the_twin_path(conn, sta
     assert [rule_names(int(f)) for f in c.flags] == [list(r[3]) for r in rows]
 
 
+async def test_a_station_judges_with_western_electric_unless_told_otherwise(conn, station):
+    await store.upsert_station(conn, store.Station("cam-p", "press-9", "neu", pchart_n=N, pchart_baseline=BASELINE))
+    feed = Feed(conn, station)
+    for ng in [1, 2, 1, 1, 0] + CALM * 2:
+        await feed.subgroup(ng)
+    assert (await feed.subgroup(6)).rules == ["WE1"] and (await feed.subgroup(5)).rules == ["WE1", "WE2"]
+    assert (await feed.subgroup(1)).rules == ["WE2"]  # N5, the same 2-of-3 test, is not in the station's set
+    [alarm] = await _alarms(conn)
+    assert alarm[4:] == ("high", True, 3)
+
+
 async def test_a_baseline_without_ng_keeps_learning(conn, station):
     feed = Feed(conn, station)
     for _ in range(BASELINE + 1):
@@ -109,7 +121,8 @@ async def test_a_changed_subgroup_starts_a_new_chart(conn, station):
     feed = Feed(conn, station)
     for ng in [1, 2, 1, 1, 0]:
         await feed.subgroup(ng)
-    await store.upsert_station(conn, store.Station("cam-p", "press-9", "neu", pchart_n=4, pchart_baseline=BASELINE))
+    await store.upsert_station(conn, store.Station("cam-p", "press-9", "neu", pchart_n=4, pchart_baseline=BASELINE,
+                                                   pchart_rules="all"))
     row = await stored_verdict(conn, station, ts=T0 + timedelta(hours=1), verdict="ok", station="cam-p",
                                machine="press-9", key="x")
     assert await pchart.count(conn, "cam-p", row["ts"], "ok") is None
@@ -142,8 +155,8 @@ async def test_api_reads_the_chart_and_its_alarm(client, conn, station):
         await feed.subgroup(ng)
     r = await client.get("/api/v1/inspections/pchart", params={"station": "cam-p"})
     body = r.json()
-    assert (body["limits"], body["p_bar"], body["subgroup_n"], body["machine"]) == ("frozen", pytest.approx(0.1), 10,
-                                                                                    "press-9")
+    assert (body["limits"], body["p_bar"], body["subgroup_n"], body["machine"], body["rules"]) == (
+        "frozen", pytest.approx(0.1), 10, "press-9", "all")
     points = body["panel"]["points"]
     assert len(points) == 10 and points[-1]["value"] == 0.6 and points[-1]["rules"] == ["WE1", "N1"]
     assert "cl" not in points[0] and points[5]["ucl"] == pytest.approx(0.1 + 3 * np.sqrt(0.009))
