@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+THRESHOLDS = (0.5, 0.8, 0.9, 0.95)
+"""Station thresholds `evaluate vision --set mtile` reports the NG share of free and defect images at."""
+
 
 def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
@@ -107,6 +110,12 @@ def evaluate(data_set: str, folder: Path) -> int:
             total += float(p.sum() + t.sum())
         scores["pixel_iou"] = inter / union if union else None
         scores["dice"] = 2 * inter / total if total else None
+        # what a station's threshold does: the share of defect-free and of defect images it calls NG
+        defect = 1 - probs[:, 0]
+        scores["ng_share_at_threshold"] = {
+            f"{t:g}": {"free": float((defect[ya == 0] >= t).mean()) if (ya == 0).any() else None,
+                       "defect": float((defect[ya != 0] >= t).mean()) if (ya != 0).any() else None}
+            for t in THRESHOLDS}
     print(json.dumps(_clean({"set": data_set, "model": model.card.name, "version": model.card.version,
                              "sha256": model.card.sha256, "skipped": len(bad), **scores})))
     return 0

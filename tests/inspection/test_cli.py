@@ -32,6 +32,11 @@ def test_evaluate_mtile_on_the_slice():
     assert out["model"] == "mtile" and out["n"] == 18 and out["n_defective"] == 15
     for key in ("auroc", "type_accuracy", "pixel_iou", "dice"):
         assert out[key] is None or 0 <= out[key] <= 1, key
+    shares = out["ng_share_at_threshold"]
+    assert list(shares) == ["0.5", "0.8", "0.9", "0.95"]
+    for kind in ("free", "defect"):  # a higher threshold calls no more images NG
+        values = [shares[t][kind] for t in shares]
+        assert values == sorted(values, reverse=True) and all(0 <= v <= 1 for v in values), kind
 
 
 def test_bad_files_are_named_not_a_traceback(tmp_path):
