@@ -99,7 +99,8 @@ def _pchart_out(st: store.Station, state: dict[str, Any] | None, points: list[di
     p_bar = state["p_bar"] if state else None
     return PChartOut(
         st.station, st.machine, pchart.tag_name(st.station), state["n"] if state else st.pchart_n,
-        state["baseline"] if state else st.pchart_baseline, st.pchart_rules, "frozen" if p_bar is not None else "learning", p_bar,
+        state["baseline"] if state else st.pchart_baseline, st.pchart_rules,
+        "frozen" if p_bar is not None else "learning", p_bar,
         state["frozen_at"] if state else None, state["open_n"] if state else 0, state["open_ng"] if state else 0,
         PanelOut("p", True, None, None, None, out_points), violations,
         PChartAlarmOut(alarm["id"], alarm["priority"], alarm["state"], alarm["ts"], alarm["last_ts"],

@@ -25,7 +25,7 @@ class StationConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     pchart_baseline: Annotated[int, msgspec.Meta(ge=2, le=1000)] = 20
     """Subgroups the chart learns p̄ from before it judges (and may raise alarms)."""
     pchart_rules: Literal["we", "nelson", "all"] = "we"
-    """Rules the p-chart judges with: Western Electric 1-4 (fewer false alarms on attribute data), Nelson 1-8, or all."""
+    """Rules the p-chart judges with: Western Electric 1-4 (fewer false alarms on attribute data), Nelson 1-8, all."""
     lot_tag: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     """Text tag with the lot the machine runs (e.g. press1.lot): fills the lot of inspections that come without one."""
 

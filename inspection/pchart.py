@@ -7,8 +7,8 @@ part that shows the shift; and a stopped line makes no empty or tiny subgroups (
 sensor's mu/sigma after its baseline points; a baseline without any NG (or only NG) keeps learning, since its
 limits would collapse onto the centre. Each later point is judged with the station's rules (`pchart_rules`: Western
 Electric 1-4 by default, Nelson 1-8, or all) of `twin.kernels.rule_flags` (the one implementation the twin and
-analytics.spc use) at mu = p̄, sigma = sqrt(p̄(1-p̄)/n), on the station's judged points (the rules look 15 back). The bits go into
-`twin.alarms.AlarmTracker` and out through `twin.store.write_alarms`, as the twin's SPC alarms do: one alarm per
+analytics.spc use) at mu = p̄, sigma = sqrt(p̄(1-p̄)/n), on the station's judged points (the rules look 15 back).
+The bits go into `twin.alarms.AlarmTracker` and out through `twin.store.write_alarms`, as the twin's SPC alarms do: one alarm per
 episode of (station's machine, tag `<station>.ng_fraction`, rule spc) — beyond 3 sigma raised at once, patterns
 after 3 breaking points in a row, cleared after 15 in-control points — with its journal rows.
 

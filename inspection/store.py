@@ -88,8 +88,8 @@ async def current_lot(conn: psycopg.AsyncConnection, lot_tag: str, at: datetime)
 
 async def station(conn: psycopg.AsyncConnection, name: str) -> Station | None:
     """The configured station called name, or None."""
-    cur = await conn.execute("SELECT station, machine, model, threshold, retention_days, pchart_n, pchart_baseline, lot_tag, "
-                             "pchart_rules "
+    cur = await conn.execute("SELECT station, machine, model, threshold, retention_days, pchart_n, pchart_baseline, "
+                             "lot_tag, pchart_rules "
                              "FROM inspection_stations "
                              "WHERE station = %s", (name,))
     row = await cur.fetchone()

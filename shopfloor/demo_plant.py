@@ -91,7 +91,8 @@ def demo_gateway_table(plant: PlantConfig, presses: tuple[str, ...] = ("press1",
             tag["machine"] = machine
         modbus_tags.append(tag)
     camera = [{"type": "camera_folder", "name": f"{plant.camera_machine}-camera", "folder": plant.camera_folder,
-               "station": camera_station(plant), "after": "delete", "poll_interval": 0.5}] if plant.camera_folder else []
+               "station": camera_station(plant), "after": "delete", "poll_interval": 0.5}
+              ] if plant.camera_folder else []
     return {
             "sources": [
                 {"type": "opcua", "name": "presses", "publishing_interval": 0.5,
