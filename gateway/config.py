@@ -27,7 +27,7 @@ class SpoolConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     segment_bytes: int = 16 << 20
     fsync: bool = True
     flush_interval: float = 0.05
-    """Seconds an fsync waits for more records to share it (group commit across all sources); 0: at once."""
+    """Seconds what every source publishes waits to share one spool record and fsync (group commit); 0: at once."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.flush_interval <= 1:

@@ -49,11 +49,16 @@ async def forward(
     try:
         async for seq, payload in spool.records():
             record = decode(payload)
-            if register_unknown is not None:
-                unknown = set(record.tags).difference(writer.registry.by_name)
+            batch = to_batch(record, writer.registry)
+            # only a batch with refusals can hold unknown tags: no set of every name on the hot path
+            if register_unknown is not None and batch.rejects:
+                names = set(record.tags)
+                if record.blocks is not None:
+                    names.update(name for k in range(len(record.blocks.tagsets)) for name in record.blocks.names(k))
+                unknown = names.difference(writer.registry.by_name)
                 if unknown:
                     await register_unknown(unknown)
-            batch = to_batch(record, writer.registry)
+                    batch = to_batch(record, writer.registry)
             future = await writer.submit(batch)
             pending.append((seq, future, batch))
             more.set()

@@ -1,13 +1,19 @@
-"""What one spool record holds: a source's readings as columns, and dead letters, as msgpack."""
+"""What one spool record holds: readings as columns, and dead letters, as msgpack.
+
+A record holds one source's publish, or (group commit, gateway/sink.py Collector) everything every
+source published in one flush interval, in sections: one spool append, one forwarder batch and
+one COPY per interval instead of one per source and poll.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import msgspec
+import numpy as np
 
 from historian.registry import TagRegistry
-from historian.samples import Batch, DeadLetter
+from historian.samples import Batch, DeadLetter, Quality, SampleBatch
 
 
 class SpooledLetter(msgspec.Struct, array_like=True):
@@ -15,6 +21,42 @@ class SpooledLetter(msgspec.Struct, array_like=True):
 
     reason: str
     payload: dict[str, Any]
+    source: str = ""
+    """In a record of several sources: whose letter (empty: the record's `source`)."""
+
+
+class SpooledBlocks(msgspec.Struct, array_like=True):
+    """Numeric responses (a Modbus poll's register block) as columns: no Python object per value on the way.
+
+    Block i is source[i]'s reading of the tags tagsets[tagset[i]], all at ts_us[i]; its values
+    are the next len(those tags) float64s of `values` (little-endian), its qualities the next
+    int16s of `quality` (empty: every value of every block is good). A poll reads the same tags
+    every time, so a record names each tag list once however many polls it holds, and as one
+    msgpack-encoded list (bytes): the forwarder looks a list's tag ids up once, not per record.
+    """
+
+    source: list[str]
+    tagsets: list[bytes]
+    tagset: list[int]
+    ts_us: list[int]
+    values: bytes
+    quality: bytes = b""
+
+    def rows(self) -> int:
+        """Values in all blocks."""
+        return len(self.values) // 8
+
+    def names(self, k: int) -> list[str]:
+        """The tag names of tag list k."""
+        return _names.decode(self.tagsets[k])
+
+
+_names = msgspec.msgpack.Decoder(list[str])
+
+
+def encode_names(names: Sequence[str]) -> bytes:
+    """A tag list as SpooledBlocks holds it."""
+    return _encoder.encode(list(names))
 
 
 class SpoolRecord(msgspec.Struct, array_like=True):
@@ -30,9 +72,14 @@ class SpoolRecord(msgspec.Struct, array_like=True):
     values: list[float | int | bool | str | None] = []
     quality: list[int] = []
     letters: list[SpooledLetter] = []
+    sections: list[tuple[str, int]] = []
+    """A record of several sources: (source, rows) in row order; empty when every row is `source`'s.
+    Last, with a default: records written before sections existed still decode."""
+    blocks: SpooledBlocks | None = None
+    """Numeric responses as columns, after the rows above (sources that hand over whole blocks)."""
 
     def __len__(self) -> int:
-        return len(self.tags)
+        return len(self.tags) + (self.blocks.rows() if self.blocks is not None else 0)
 
 
 class _RowRecord(msgspec.Struct, array_like=True):
@@ -66,12 +113,103 @@ def decode(payload: bytes) -> SpoolRecord:
 def count_samples(payload: bytes) -> int:
     """Readings plus dead letters in a spooled record (to count what a full spool drops)."""
     record = decode(payload)
-    return len(record.tags) + len(record.letters)
+    return len(record) + len(record.letters)
 
 
 def to_batch(record: SpoolRecord, registry: TagRegistry) -> Batch:
-    """The historian batch of a spooled record."""
-    batch = registry.batch_from_columns(record.tags, record.ts_us, record.values, record.quality, record.source)
+    """The historian batch of a spooled record (one batch for all the sections of a merged record)."""
+    if not record.sections:
+        batch = registry.batch_from_columns(record.tags, record.ts_us, record.values, record.quality, record.source)
+    else:
+        batch = _merged_batch(record, registry)
+    if record.blocks is not None:
+        batch = _concat(batch, _blocks_batch(record.blocks, registry), record.source)
     if record.letters:  # rare: no generator per record on the hot path
-        batch.rejects.extend(DeadLetter(d.reason, d.payload, record.source) for d in record.letters)
+        batch.rejects.extend(DeadLetter(d.reason, d.payload, d.source or record.source) for d in record.letters)
     return batch
+
+
+def _merged_batch(record: SpoolRecord, registry: TagRegistry) -> Batch:
+    """One batch of every section; Batch.sections says whose rows are whose (for dead letters and rollup marks)."""
+    samples = registry.numeric_columns(record.tags, record.ts_us, record.values, record.quality)
+    if samples is not None:  # the common case: all numeric, one vectorised pass over every source's rows
+        return Batch(samples, sections=[(source, rows, 0) for source, rows in record.sections])
+    # something needs the row path (text, a refusal): section by section, so each keeps its source
+    parts: list[Batch] = []
+    start = 0
+    for source, rows in record.sections:
+        end = start + rows
+        parts.append(registry.batch_from_columns(record.tags[start:end], record.ts_us[start:end],
+                                                 record.values[start:end], record.quality[start:end], source))
+        start = end
+    return Batch(SampleBatch.concat([p.samples for p in parts]), [e for p in parts for e in p.events],
+                 [d for p in parts for d in p.rejects],
+                 sections=[(p.source, len(p.samples), len(p.events)) for p in parts])
+
+
+_ids: dict[bytes, np.ndarray] = {}  # a tag list (as spooled) -> its tag ids in _ids_registry
+_ids_registry: TagRegistry | None = None
+
+
+def _blocks_batch(blocks: SpooledBlocks, registry: TagRegistry) -> Batch:
+    """The batch of a record's blocks: tag ids per tag list, values and qualities straight from the bytes."""
+    global _ids_registry
+    if _ids_registry is not registry or len(_ids) > 10_000:  # a new registry (tags registered), or bounded
+        _ids.clear()
+        _ids_registry = registry
+    ids: list[np.ndarray] = []
+    for k, key in enumerate(blocks.tagsets):
+        found = _ids.get(key)
+        if found is None:
+            looked_up = list(map(registry.numeric_ids.get, blocks.names(k)))
+            if None in looked_up:  # a tag the registry does not know as numeric: the row path names why
+                return _blocks_by_rows(blocks, registry)
+            found = _ids[key] = np.array(looked_up, dtype=np.int32)
+        ids.append(found)
+    sizes = [len(ids[k]) for k in blocks.tagset]
+    values = np.frombuffer(blocks.values, dtype="<f8")
+    quality = (np.frombuffer(blocks.quality, dtype="<i2") if blocks.quality
+               else np.full(len(values), int(Quality.GOOD), dtype=np.int16))
+    samples = SampleBatch(np.concatenate([ids[k] for k in blocks.tagset]),
+                          np.repeat(np.array(blocks.ts_us, dtype=np.int64), sizes),
+                          values.astype(np.float64), quality.astype(np.int16))
+    return Batch(samples, sections=_sections(blocks.source, sizes))
+
+
+def _blocks_by_rows(blocks: SpooledBlocks, registry: TagRegistry) -> Batch:
+    """The blocks of a record through the row path (refusals named), each block with its source."""
+    values = np.frombuffer(blocks.values, dtype="<f8").tolist()
+    quality = (np.frombuffer(blocks.quality, dtype="<i2").tolist() if blocks.quality
+               else [int(Quality.GOOD)] * len(values))
+    parts: list[Batch] = []
+    start = 0
+    for source, k, ts in zip(blocks.source, blocks.tagset, blocks.ts_us):
+        names = blocks.names(k)
+        end = start + len(names)
+        parts.append(registry.batch_from_columns(list(names), [ts] * len(names), values[start:end],
+                                                 quality[start:end], source))
+        start = end
+    return Batch(SampleBatch.concat([p.samples for p in parts]), [e for p in parts for e in p.events],
+                 [d for p in parts for d in p.rejects],
+                 sections=[(p.source, len(p.samples), len(p.events)) for p in parts])
+
+
+def _sections(sources: list[str], sizes: list[int]) -> list[tuple[str, int, int]]:
+    """(source, samples, 0) per run of blocks of one source."""
+    sections: list[tuple[str, int, int]] = []
+    for source, n in zip(sources, sizes):
+        if sections and sections[-1][0] == source:
+            sections[-1] = (source, sections[-1][1] + n, 0)
+        else:
+            sections.append((source, n, 0))
+    return sections
+
+
+def _concat(rows: Batch, blocks: Batch, source: str) -> Batch:
+    """The batch of a record's rows followed by its blocks, sections kept (the rows' own, or one for `source`)."""
+    if not len(rows.samples) and not rows.events:
+        blocks.rejects[:0] = rows.rejects
+        return blocks
+    head = rows.sections or [(rows.source or source, len(rows.samples), len(rows.events))]
+    return Batch(SampleBatch.concat([rows.samples, blocks.samples]), rows.events + blocks.events,
+                 rows.rejects + blocks.rejects, sections=head + blocks.sections)

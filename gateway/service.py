@@ -13,7 +13,7 @@ from gateway.config import GatewayConfig, SourceConfig
 from gateway.exception import ExceptionFilter
 from gateway.forwarder import forward
 from gateway.records import count_samples
-from gateway.sink import SpoolSink
+from gateway.sink import Collector, SpoolSink
 from gateway.source import Source
 from gateway.spool import Spool
 from gateway.status import export_spool_metrics, publish_status
@@ -80,8 +80,10 @@ class Gateway:
         self.historian = historian
         spool_dir = Path(config.spool.directory) if config.spool.directory else state_dir / "spool"
         self.spool = Spool(spool_dir, max_bytes=config.spool.max_bytes, segment_bytes=config.spool.segment_bytes,
-                           fsync=config.spool.fsync, count_samples=count_samples,
-                           sync_interval=config.spool.flush_interval)
+                           fsync=config.spool.fsync, count_samples=count_samples)
+        # group commit happens in the collector (one record per flush interval for every source),
+        # so the spool itself fsyncs each record as soon as it is written
+        self.collector = Collector(self.spool, config.spool.flush_interval)
         self.sources: list[Source] = [build_source(s) for s in config.sources]
         for src, cfg in zip(self.sources, config.sources):
             src.status.tags_total = len(source_tags(cfg))
@@ -114,7 +116,7 @@ class Gateway:
         try:
             async with asyncio.TaskGroup() as group:
                 for src, cfg in zip(self.sources, self.config.sources):
-                    sink = SpoolSink(self.spool, src.status, ExceptionFilter(source_tags(cfg)))
+                    sink = SpoolSink(self.spool, src.status, ExceptionFilter(source_tags(cfg)), self.collector)
                     group.create_task(src.run(sink), name=f"source:{src.name}")
                 group.create_task(publish_status(self.dsn, [s.status for s in self.sources], self.spool,
                                                  every=self.config.status_interval), name="status")

@@ -1,23 +1,181 @@
-"""The sink sources publish into: exception reporting, then the durable spool."""
+"""The sink sources publish into: exception reporting, then the durable spool, one record per flush interval."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Sequence
 
+import numpy as np
+
 from gateway.exception import ExceptionFilter
-from gateway.records import SpooledLetter, SpoolRecord, encode
+from gateway.records import SpooledBlocks, SpooledLetter, SpoolRecord, encode, encode_names
 from gateway.source import Reading, ReadingColumns, SourceStatus
 from gateway.spool import Spool
+from historian.samples import Quality
+
+
+class Collector:
+    """Group commit across sources: what every source publishes within one interval goes into one spool record.
+
+    One append (one fsync, one record for the forwarder, one batch for the writer) per interval
+    instead of one per source and poll. Every publish still returns only once the record holding
+    it is on disk. The flush is a task of its own, shielded from the publishers: a publisher
+    cancelled while it waits (a gateway stopping) does not cancel the others' flush, and a later
+    publish (the outbox's final flush) starts a new one.
+    """
+
+    def __init__(self, spool: Spool, interval: float = 0.0) -> None:
+        self.spool = spool
+        self.interval = interval
+        """Seconds a flush waits for more publishes to share its record (0: the same loop turn only)."""
+        self._sources: list[str] = []
+        self._parts: list[ReadingColumns] = []
+        self._letters: list[SpooledLetter] = []
+        self._blocks = _Blocks()
+        self._flush: asyncio.Task[None] | None = None
+        self._last: asyncio.Task[None] | None = None  # the newest flush: once it is done, so is every older one
+        self.unsynced_rows = 0
+        """Block rows handed over with put_block and not yet on disk (what backpressure looks at)."""
+
+    async def publish(self, source: str, columns: ReadingColumns) -> None:
+        """Add one source's readings to the next record; returns once that record is on disk."""
+        self._sources.append(source)
+        self._parts.append(columns)
+        await self._durable()
+
+    async def dead_letter(self, source: str, reason: str, payload: dict[str, Any]) -> None:
+        """Add a dead letter of one source to the next record; returns once it is on disk."""
+        self._letters.append(SpooledLetter(reason, payload, source))
+        await self._durable()
+
+    def put_block(self, status: SourceStatus, tags: tuple[str, ...], ts_us: int, values: np.ndarray,
+                  quality: np.ndarray | None) -> None:
+        """Add one numeric response (float64 values, int16 qualities or None for all good) without waiting.
+
+        The source's readings_total counts it once the record holding it is on disk; a source
+        that keeps putting awaits room() so that what is not yet on disk stays bounded.
+        """
+        self._blocks.add(status, tags, ts_us, values, quality)
+        self.unsynced_rows += len(values)
+        self._next_flush()
+
+    async def room(self, limit: int) -> None:
+        """Wait while more than `limit` block rows are not yet on disk (a poll slows down rather than piling up)."""
+        while self.unsynced_rows > limit and self._last is not None:
+            await asyncio.shield(self._last)
+
+    async def durable(self) -> None:
+        """Return once everything put so far is on disk (a source stopping waits for what it read)."""
+        if self._last is not None:
+            await asyncio.shield(self._last)
+
+    def _next_flush(self) -> asyncio.Task[None]:
+        flush = self._flush
+        if flush is None or flush.done():
+            flush = self._flush = self._last = asyncio.create_task(self._write(), name="spool-collector")
+        return flush
+
+    async def _durable(self) -> None:
+        await asyncio.shield(self._next_flush())
+
+    async def _write(self) -> None:
+        if self.interval > 0:
+            await asyncio.sleep(self.interval)
+        else:
+            await asyncio.sleep(0)  # the publishes of this loop turn still share the record
+        # from here on, publishes start the next record (this task is no longer the one to wait for)
+        self._flush = None
+        sources, parts, letters, blocks = self._sources, self._parts, self._letters, self._blocks
+        self._sources, self._parts, self._letters, self._blocks = [], [], [], _Blocks()
+        record = merge(sources, parts, letters)
+        if blocks.source:
+            record.blocks = blocks.spooled()
+        await self.spool.append(encode(record))
+        # read, now: a value counts once it is on disk
+        for status, n in blocks.counts.values():
+            status.readings_total += n
+        self.unsynced_rows -= blocks.rows
+
+
+class _Blocks:
+    """The numeric responses of one record as they come in (a list of arrays; joined once per record)."""
+
+    def __init__(self) -> None:
+        self.source: list[str] = []
+        self.tagsets: list[tuple[str, ...]] = []
+        self.index: dict[int, int] = {}  # id(tag tuple) -> its place in tagsets (the tuples are kept alive there)
+        self.tagset: list[int] = []
+        self.ts_us: list[int] = []
+        self.values: list[np.ndarray] = []
+        self.quality: list[np.ndarray | None] = []
+        self.counts: dict[int, tuple[SourceStatus, int]] = {}  # id(status) -> (status, rows)
+        self.rows = 0
+
+    def add(self, status: SourceStatus, tags: tuple[str, ...], ts_us: int, values: np.ndarray,
+            quality: np.ndarray | None) -> None:
+        """Append one response."""
+        k = self.index.get(id(tags))
+        if k is None:
+            k = self.index[id(tags)] = len(self.tagsets)
+            self.tagsets.append(tags)
+        self.source.append(status.name)
+        self.tagset.append(k)
+        self.ts_us.append(ts_us)
+        self.values.append(values)
+        self.quality.append(quality)
+        had = self.counts.get(id(status))
+        self.counts[id(status)] = (status, len(values) + (had[1] if had else 0))
+        self.rows += len(values)
+
+    def spooled(self) -> SpooledBlocks:
+        """The blocks as they go into a spool record."""
+        if any(q is not None for q in self.quality):
+            quality = np.concatenate([np.full(len(v), int(Quality.GOOD), dtype="<i2") if q is None else q
+                                      for v, q in zip(self.values, self.quality)]).astype("<i2").tobytes()
+        else:
+            quality = b""
+        return SpooledBlocks(self.source, [_encoded(t) for t in self.tagsets], self.tagset, self.ts_us,
+                             np.concatenate(self.values).astype("<f8").tobytes(), quality)
+
+
+def merge(sources: list[str], parts: list[ReadingColumns], letters: list[SpooledLetter]) -> SpoolRecord:
+    """One spool record of several sources' readings (in sections, in order) and dead letters."""
+    if len(parts) == 1 and all(d.source == sources[0] for d in letters):
+        p = parts[0]  # one source alone: the plain record, as a source's own publish makes it
+        return SpoolRecord(sources[0], p.tags, p.ts_us, p.values, p.quality,
+                           [SpooledLetter(d.reason, d.payload) for d in letters])
+    if not parts and not letters:
+        return SpoolRecord("")
+    if not parts and len({d.source for d in letters}) == 1:
+        return SpoolRecord(letters[0].source, letters=[SpooledLetter(d.reason, d.payload) for d in letters])
+    tags: list[str] = []
+    ts_us: list[int] = []
+    values: list[Any] = []
+    quality: list[int] = []
+    sections: list[tuple[str, int]] = []
+    for source, p in zip(sources, parts):
+        tags.extend(p.tags)
+        ts_us.extend(p.ts_us)
+        values.extend(p.values)
+        quality.extend(p.quality)
+        if sections and sections[-1][0] == source:  # one source twice in a row: one section
+            sections[-1] = (source, sections[-1][1] + len(p))
+        else:
+            sections.append((source, len(p)))
+    return SpoolRecord("", tags, ts_us, values, quality, letters, sections)
 
 
 class SpoolSink:
     """A Sink for one source: readings pass the exception filter and land durably in the spool.
 
-    The source keeps its own counters in its status; the sink does not count again.
+    Sinks that share a Collector share its records (the gateway's group commit); without one,
+    the sink has its own (a record per publish, as a lone source needs). The source keeps its
+    own counters in its status; the sink does not count again.
     """
 
-    def __init__(self, spool: Spool, status: SourceStatus, exceptions: ExceptionFilter) -> None:
-        self._spool = spool
+    def __init__(self, spool: Spool, status: SourceStatus, exceptions: ExceptionFilter,
+                 collector: Collector | None = None) -> None:
+        self._collector = collector or Collector(spool)
         self._status = status
         self._filter = exceptions
 
@@ -27,15 +185,43 @@ class SpoolSink:
 
     async def publish_columns(self, columns: ReadingColumns) -> None:
         """Filter readings already in columns and spool them; returns once on disk."""
-        tags, values, ts_us, quality = columns.tags, columns.values, columns.ts_us, columns.quality
         if self._filter.active:
             keep = self._filter.keep
-            rows = [row for row in zip(tags, values, ts_us, quality) if keep(*row)]
-            tags, values, ts_us, quality = (list(c) for c in zip(*rows)) if rows else ([], [], [], [])
-        if tags:
-            await self._spool.append(encode(SpoolRecord(self._status.name, tags, ts_us, values, quality)))
+            rows = [row for row in zip(columns.tags, columns.values, columns.ts_us, columns.quality) if keep(*row)]
+            columns = ReadingColumns(*(list(c) for c in zip(*rows))) if rows else ReadingColumns()
+        if columns.tags:
+            await self._collector.publish(self._status.name, columns)
 
     async def dead_letter(self, reason: str, payload: dict[str, Any]) -> None:
         """Spool something unusable with the reason."""
-        await self._spool.append(encode(SpoolRecord(self._status.name, letters=[SpooledLetter(reason, payload)])))
+        await self._collector.dead_letter(self._status.name, reason, payload)
 
+    @property
+    def takes_blocks(self) -> bool:
+        """True when put_block may be used: every reading is stored (no exception reporting to apply)."""
+        return not self._filter.active
+
+    def put_block(self, tags: tuple[str, ...], ts_us: int, values: np.ndarray, quality: np.ndarray | None) -> None:
+        """Hand over one numeric response without waiting; counted in the source's status once on disk."""
+        self._collector.put_block(self._status, tags, ts_us, values, quality)
+
+    async def room(self, limit: int) -> None:
+        """Wait while more than `limit` rows handed over with put_block are not yet on disk."""
+        await self._collector.room(limit)
+
+    async def durable(self) -> None:
+        """Return once every block handed over so far is on disk."""
+        await self._collector.durable()
+
+
+_encoded_names: dict[int, tuple[tuple[str, ...], bytes]] = {}  # id(tag tuple) -> (the tuple, kept alive; its bytes)
+
+
+def _encoded(tags: tuple[str, ...]) -> bytes:
+    """A poll's tag tuple as the spool holds it, encoded once per tuple (a request keeps its tuple for life)."""
+    hit = _encoded_names.get(id(tags))
+    if hit is None or hit[0] is not tags:
+        if len(_encoded_names) > 100_000:  # bounded, should requests ever be remade without end
+            _encoded_names.clear()
+        hit = _encoded_names[id(tags)] = (tags, encode_names(tags))
+    return hit[1]

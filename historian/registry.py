@@ -111,17 +111,27 @@ class TagRegistry:
         self, tags: list[str], ts_us: list[int], values: list[Any], quality: list[int], source: str = ""
     ) -> Batch:
         """Like batch_from_rows, from equal-length columns; all-numeric columns take a vectorised path."""
-        ids = list(map(self.numeric_ids.get, tags))
-        if None not in ids:
-            try:
-                v = np.array(values, dtype=np.float64)
-            except (TypeError, ValueError):  # a text value in a numeric tag: refused row by row below
-                v = None
-            q = np.array(quality, dtype=np.int16)
-            # numpy reads None as NaN: the row path decides whether a None is a bad reading or a refusal
-            if v is not None and v.ndim == 1 and not (np.isnan(v) & (q >= 64)).any():
-                return Batch(SampleBatch.from_columns(ids, ts_us, v, q), source=source)
+        samples = self.numeric_columns(tags, ts_us, values, quality)
+        if samples is not None:
+            return Batch(samples, source=source)
         return self.batch_from_rows(zip(tags, ts_us, values, quality), source)
+
+    def numeric_columns(
+        self, tags: list[str], ts_us: list[int], values: list[Any], quality: list[int]
+    ) -> SampleBatch | None:
+        """The samples of columns that are all known numeric tags with numeric values; None when a row needs the row path."""
+        ids = list(map(self.numeric_ids.get, tags))
+        if None in ids:
+            return None
+        try:
+            v = np.array(values, dtype=np.float64)
+        except (TypeError, ValueError):  # a text value in a numeric tag: refused row by row
+            return None
+        q = np.array(quality, dtype=np.int16)
+        # numpy reads None as NaN: the row path decides whether a None is a bad reading or a refusal
+        if v.ndim != 1 or (np.isnan(v) & (q >= 64)).any():
+            return None
+        return SampleBatch.from_columns(ids, ts_us, v, q)
 
     def batch_from_rows(self, rows: Iterable[tuple[str, int, Any, int]], source: str = "") -> Batch:
         """Like to_batch, from (tag name, µs since the epoch, value, quality) tuples."""

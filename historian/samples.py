@@ -182,6 +182,9 @@ class Batch:
     events: list[Event] = field(default_factory=list)
     rejects: list[DeadLetter] = field(default_factory=list)
     source: str = ""
+    sections: list[tuple[str, int, int]] = field(default_factory=list)
+    """A batch of several sources (the gateway's group commit): (source, samples, events) in order,
+    so refusals name their source and rollup marks stay per source; empty: all is `source`'s."""
 
     def __len__(self) -> int:
         return len(self.samples) + len(self.events) + len(self.rejects)

@@ -16,7 +16,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import psycopg
@@ -54,9 +54,13 @@ class _Pending:
 
 
 def validate(
-    samples: SampleBatch, registry: TagRegistry, now_us: int, max_future_us: int, source: str = ""
+    samples: SampleBatch, registry: TagRegistry, now_us: int, max_future_us: int, source: str = "",
+    sections: Sequence[tuple[str, int, int]] = (),
 ) -> tuple[SampleBatch, list[DeadLetter]]:
-    """Split numeric samples into those fit to store and dead letters naming why the rest are not."""
+    """Split numeric samples into those fit to store and dead letters naming why the rest are not.
+
+    sections (a batch of several sources): (source, samples, events) in order, to name each letter's source.
+    """
     n = len(samples)
     if n == 0:
         return samples, []
@@ -94,8 +98,17 @@ def validate(
         payload = samples.payload(int(i))
         if name:
             payload["tag"] = name
-        letters.append(DeadLetter(reason, payload, source))
+        letters.append(DeadLetter(reason, payload, _source_at(sections, int(i), 1) if sections else source))
     return samples.take(ok), letters
+
+
+def _source_at(sections: Sequence[tuple[str, int, int]], index: int, column: int) -> str:
+    """The source of row `index` of a batch of several sources (column 1: samples, 2: events)."""
+    for section in sections:
+        if index < section[column]:
+            return section[0]
+        index -= section[column]
+    return ""
 
 
 def dirty_span(samples: SampleBatch) -> tuple[list[int], int, int] | None:
@@ -105,22 +118,59 @@ def dirty_span(samples: SampleBatch) -> tuple[list[int], int, int] | None:
     return np.unique(samples.tag_id).tolist(), int(samples.ts_us.min()), int(samples.ts_us.max())
 
 
+_UNIQUE: dict[bytes, list[int]] = {}  # a section's tag ids (as bytes) -> the sorted distinct ids
+
+
+def section_spans(samples: SampleBatch, sections: Sequence[tuple[str, int, int]]) -> list[tuple[list[int], int, int]]:
+    """dirty_span of each source's rows of a batch of several sources (a backfill of one stays apart from the others).
+
+    Every section's first and last timestamp in one numpy pass; a source polls the same tags
+    every time, so the distinct tag ids of a section are looked up by its bytes, not sorted again.
+    """
+    bounds = []
+    start = 0
+    for _, rows, _ in sections:
+        if rows:
+            bounds.append((start, start + rows))
+        start += rows
+    if not bounds:
+        return []
+    starts = np.array([a for a, _ in bounds], dtype=np.intp)
+    lo = np.minimum.reduceat(samples.ts_us, starts).tolist()
+    hi = np.maximum.reduceat(samples.ts_us, starts).tolist()
+    if len(_UNIQUE) > 10_000:  # bounded: tag sets that change all the time must not grow it forever
+        _UNIQUE.clear()
+    spans = []
+    for (a, b), first, last in zip(bounds, lo, hi):
+        ids = samples.tag_id[a:b]
+        key = ids.tobytes()
+        if (tags := _UNIQUE.get(key)) is None:
+            tags = _UNIQUE[key] = np.unique(ids).tolist()
+        spans.append((tags, first, last))
+    return spans
+
+
 def merge_spans(
     spans: list[tuple[list[int], int, int]], gap_us: int = MINUTE_US
 ) -> list[tuple[list[int], int, int]]:
     """Dirty spans with one mark per run of batches that touched the same tags within gap_us of each other.
 
-    A poll's batches follow each other a few ms apart: one mark for the lot instead of one each.
-    A backfill and live data flushed together stay apart, so the refresher does not recompute
-    every minute between them.
+    A poll's batches follow each other a few ms apart: one mark for the lot instead of one each,
+    also when other sources' batches come in between (a record of the group commit holds every
+    source's poll). A backfill and live data flushed together stay apart, so the refresher does
+    not recompute every minute between them.
     """
     merged: list[tuple[list[int], int, int]] = []
+    latest: dict[tuple[int, ...], int] = {}  # tags -> index in merged of their latest span
     for tags, lo, hi in spans:
-        if merged:
-            m_tags, m_lo, m_hi = merged[-1]
-            if m_tags == tags and lo <= m_hi + gap_us and hi >= m_lo - gap_us:
-                merged[-1] = (m_tags, min(m_lo, lo), max(m_hi, hi))
+        key = tuple(tags)
+        at = latest.get(key)
+        if at is not None:
+            m_tags, m_lo, m_hi = merged[at]
+            if lo <= m_hi + gap_us and hi >= m_lo - gap_us:
+                merged[at] = (m_tags, min(m_lo, lo), max(m_hi, hi))
                 continue
+        latest[key] = len(merged)
         merged.append((tags, lo, hi))
     return merged
 
@@ -149,6 +199,7 @@ class HistorianWriter:
         self._partitioned = False
         self._days_ready: set[int] = set()
         self._stage_ready = False
+        self._literals: dict[tuple[int, ...], str] = {}  # tag ids -> their array literal, for rollup marks
         self._written = metrics.counter("shopfloor_historian_rows_written_total", "Samples and events committed")
         self._dupes = metrics.counter(
             "shopfloor_historian_duplicates_total", "Rows skipped because they were already stored (replays)"
@@ -316,14 +367,22 @@ class HistorianWriter:
         now_us = time.time_ns() // 1000
         max_future_us = int(self._config.max_future * 1e6)
         checked: list[tuple[SampleBatch, list[Event], list[DeadLetter]]] = []
+        spans: list[tuple[list[int], int, int]] = []
         for p in taken:
-            good, letters = validate(p.batch.samples, self._registry, now_us, max_future_us, p.batch.source)
+            b = p.batch
+            good, letters = validate(b.samples, self._registry, now_us, max_future_us, b.source, b.sections)
             if letters and any("unknown tag id" in d.reason for d in letters):
                 # a tag registered after we last looked: read the registry once more before refusing
                 self._registry = await load_registry(conn)
-                good, letters = validate(p.batch.samples, self._registry, now_us, max_future_us, p.batch.source)
-            events, event_letters = self._check_events(p.batch.events, now_us, max_future_us, p.batch.source)
-            checked.append((good, events, p.batch.rejects + letters + event_letters))
+                good, letters = validate(b.samples, self._registry, now_us, max_future_us, b.source, b.sections)
+            events, event_letters = self._check_events(b.events, now_us, max_future_us, b.source, b.sections)
+            checked.append((good, events, b.rejects + letters + event_letters))
+            if b.sections:
+                # per source, from the rows as submitted: a refused row may mark its minute too
+                # (refreshing a minute with nothing new in it is harmless)
+                spans.extend(section_spans(b.samples, b.sections))
+            elif (span := dirty_span(good)) is not None:
+                spans.append(span)
 
         samples = SampleBatch.concat([c[0] for c in checked])
         events = [e for c in checked for e in c[1]]
@@ -333,10 +392,12 @@ class HistorianWriter:
 
         parts = [c[0] for c in checked]
         try:
-            per_batch, per_batch_events = await self._commit_rows(conn, samples, parts, checked, letters, False)
+            per_batch, per_batch_events = await self._commit_rows(conn, samples, parts, checked, letters, spans,
+                                                                  False)
         except pg_errors.UniqueViolation:
             # some rows are stored already (a replay): go again through staging, skipping them
-            per_batch, per_batch_events = await self._commit_rows(conn, samples, parts, checked, letters, True)
+            per_batch, per_batch_events = await self._commit_rows(conn, samples, parts, checked, letters, spans,
+                                                                  True)
 
         results = [
             WriteResult(n + ne, len(s) + len(e) - n - ne, len(d))
@@ -350,17 +411,19 @@ class HistorianWriter:
         return results
 
     def _check_events(
-        self, events: list[Event], now_us: int, max_future_us: int, source: str
+        self, events: list[Event], now_us: int, max_future_us: int, source: str,
+        sections: Sequence[tuple[str, int, int]] = (),
     ) -> tuple[list[Event], list[DeadLetter]]:
         good: list[Event] = []
         letters: list[DeadLetter] = []
-        for e in events:
+        for i, e in enumerate(events):
             info = self._registry.by_id.get(e.tag_id)
             payload = {"tag_id": e.tag_id, "ts": from_us(e.ts_us).isoformat(), "value": e.value, "quality": e.quality}
+            whose = _source_at(sections, i, 2) if sections else source
             if info is None or info.data_type != "text":
-                letters.append(DeadLetter(f"unknown text tag id {e.tag_id}", payload, source))
+                letters.append(DeadLetter(f"unknown text tag id {e.tag_id}", payload, whose))
             elif e.ts_us > now_us + max_future_us:
-                letters.append(DeadLetter(f"timestamp {payload['ts']} is in the future", payload, source))
+                letters.append(DeadLetter(f"timestamp {payload['ts']} is in the future", payload, whose))
             else:
                 good.append(e)
         return good, letters
@@ -372,6 +435,7 @@ class HistorianWriter:
         parts: list[SampleBatch],
         checked: list[tuple[SampleBatch, list[Event], list[DeadLetter]]],
         letters: list[DeadLetter],
+        spans: list[tuple[list[int], int, int]],
         staged: bool,
     ) -> tuple[list[int], list[int]]:
         """One transaction: samples, events, rollup marks and dead letters; rows added per batch."""
@@ -384,7 +448,7 @@ class HistorianWriter:
                 await self._copy(conn, "samples", samples)
                 per_batch = [len(p) for p in parts]
             per_batch_events = [await self._insert_events(conn, c[1]) for c in checked]
-            await self._mark_dirty(conn, parts)
+            await self._mark_dirty(conn, spans)
             await self._insert_dead_letters(conn, letters)
         return per_batch, per_batch_events
 
@@ -432,19 +496,28 @@ class HistorianWriter:
             )
             return max(cur.rowcount, 0)
 
-    async def _mark_dirty(self, conn: psycopg.AsyncConnection, parts: list[SampleBatch]) -> None:
+    async def _mark_dirty(self, conn: psycopg.AsyncConnection, spans: list[tuple[list[int], int, int]]) -> None:
         # marks per run of neighbouring batches, not per flush: a backfill and live data flushed
         # together must not mark every minute between them
-        spans = merge_spans([span for span in map(dirty_span, parts) if span is not None])
+        spans = merge_spans(spans)
         if not spans:
             return
         # one statement, the tag lists as array literals: psycopg's list dumper, one Python call per
-        # tag id, was a seventh of the gateway's CPU with 50 sources (a span each) per flush
+        # tag id, was a seventh of the gateway's CPU with 50 sources (a span each) per flush; a
+        # source polls the same tags every time, so each list's literal is made once
+        literals = self._literals
+        if len(literals) > 10_000:  # bounded: tag sets that change all the time must not grow it forever
+            literals.clear()
+        texts = []
+        for tags, _, _ in spans:
+            key = tuple(tags)
+            if (text := literals.get(key)) is None:
+                text = literals[key] = f"{{{','.join(map(str, tags))}}}"
+            texts.append(text)
         await conn.execute(
             "INSERT INTO rollup_dirty (tag_ids, lo, hi)"
             " SELECT t::int[], l, h FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS u(t, l, h)",
-            ([f"{{{','.join(map(str, tags))}}}" for tags, _, _ in spans],
-             [from_us(lo) for _, lo, _ in spans], [from_us(hi) for _, _, hi in spans]),
+            (texts, [from_us(lo) for _, lo, _ in spans], [from_us(hi) for _, _, hi in spans]),
         )
 
     async def _insert_dead_letters(self, conn: psycopg.AsyncConnection, letters: list[DeadLetter]) -> None:

@@ -113,6 +113,7 @@ class ModbusSource:
         self._failing: dict[str, str] = {}  # request -> its last exception, to log changes only
         self._undecodable: dict[str, list[int]] = {}  # tag -> registers already dead-lettered
         self._blocks: dict[int, tuple[ReadRequest, BlockDecoder]] = {}  # id(request) -> its numeric decoder
+        self._block_sink: Any = None  # the sink, when it takes numeric responses as columns (put_block)
         # one request on the wire at a time: the groups' polls and writes share the one connection,
         # and a serial line (or an RTU converter) cannot tell interleaved answers apart
         self._wire = asyncio.Lock()
@@ -127,7 +128,16 @@ class ModbusSource:
         c = self.config
         outbox = Outbox(sink, self.status, batch_size=c.batch_size, batch_interval=c.batch_interval,
                         max_pending=c.max_pending)
-        await run_beside(outbox, self._connect_forever(outbox), f"modbus:{self.name}")
+        # a sink that takes whole numeric responses (the gateway's spool sink, no exception
+        # reporting): good responses go to it as numpy columns without waiting; the outbox keeps
+        # what needs a row each (bad quality, strings, bools, dead letters)
+        self._block_sink = sink if getattr(sink, "takes_blocks", False) else None
+        try:
+            await run_beside(outbox, self._connect_forever(outbox), f"modbus:{self.name}")
+        except asyncio.CancelledError:
+            if self._block_sink is not None:
+                await self._block_sink.durable()  # what was read before the stop still reaches the spool
+            raise
 
     async def _connect_forever(self, outbox: Outbox) -> None:
         """Connect and poll; after any transport failure reconnect with backoff, forever."""
@@ -275,8 +285,11 @@ class ModbusSource:
             for request in list(poll_group.requests):
                 poll.extend(await self._read(client, poll_group, request, outbox))
                 honour_cancellation()
-            outbox.put_columns(poll)
+            if poll:
+                outbox.put_columns(poll)
             await outbox.wait_for_room()  # a slow sink slows the polls down rather than losing readings
+            if self._block_sink is not None:
+                await self._block_sink.room(self.config.max_pending)
             due += interval
             now = loop.time()
             if due <= now:
@@ -300,7 +313,14 @@ class ModbusSource:
                     self.status.tag_live(name)
             values = response.bits if request.table in BIT_TABLES else response.registers
             # Modbus has no timestamps: the time of the answer is the best there is
-            return self._decode(request, values[: request.count], time.time_ns() // 1000, outbox)
+            ts_us = time.time_ns() // 1000
+            if self._block_sink is not None and request.table not in BIT_TABLES:
+                block = self._decoder(request)
+                if not block.rest:  # numbers only: one float64 column, straight to the spool
+                    column, quality = block.columns(values[: request.count])
+                    self._block_sink.put_block(request.names, ts_us, column, quality)
+                    return ReadingColumns()
+            return self._decode(request, values[: request.count], ts_us, outbox)
         code = response.exception_code
         if code == _ILLEGAL_ADDRESS and len(smaller := request.split()) > 1:
             # the request met a hole in the device's map (or a tag that is one): from now on read
@@ -339,6 +359,14 @@ class ModbusSource:
         except (ModbusException, OSError) as e:  # OSError covers TimeoutError
             raise LinkDown(f"no response reading {request}: {e}") from e
 
+    def _decoder(self, request: ReadRequest) -> BlockDecoder:
+        """The numeric decoder of a register request, made on its first response."""
+        block = self._blocks.get(id(request))
+        if block is None:
+            # the request is kept beside its decoder: its id() is not reused while the entry lives
+            block = self._blocks[id(request)] = (request, BlockDecoder(request.address, request.tags))
+        return block[1]
+
     def _decode(self, request: ReadRequest, values: Sequence[int], ts_us: int, outbox: Outbox) -> ReadingColumns:
         """Readings of the tags in a response; what does not decode goes to dead letters."""
         n = len(request.tags)
@@ -346,11 +374,9 @@ class ModbusSource:
         rest: Sequence[tuple[int, ModbusTag]] = list(enumerate(request.tags))
         not_finite: list[int] = []
         if request.table not in BIT_TABLES:
-            block = self._blocks.get(id(request))
-            if block is None:
-                block = self._blocks[id(request)] = (request, BlockDecoder(request.address, request.tags))
-            not_finite = block[1].decode(values, decoded)
-            rest = block[1].rest
+            block = self._decoder(request)
+            not_finite = block.decode(values, decoded)
+            rest = block.rest
         skip = set()
         for slot, tag in rest:
             words = values[request.span(tag)]

@@ -15,6 +15,7 @@ import numpy as np
 from gateway.modbus import codec
 from gateway.modbus.config import ModbusTag
 from gateway.values import round_scaled, shortest_float32
+from historian.samples import Quality
 
 _DTYPE = {"int16": ">i2", "uint16": ">u2", "int32": ">i4", "uint32": ">u4", "int64": ">i8", "uint64": ">u8",
           "float32": ">f4", "float64": ">f8"}
@@ -31,6 +32,7 @@ class _Group:
     offset: np.ndarray | None
     decimals: np.ndarray | None  # what a scaled value is rounded to (-1: 15 significant digits)
     in_order: bool  # slots are 0..n-1 of an n-tag request
+    slot_index: np.ndarray  # slots as an index array, to scatter into a column
 
 
 class BlockDecoder:
@@ -59,7 +61,16 @@ class BlockDecoder:
                 np.array([t.offset for _, t in members]) if scaled else None,
                 np.array([t.decimals for _, t in members]) if scaled else None,
                 slots == list(range(len(tags))),
+                np.array(slots, dtype=np.intp),
             ))
+        self.size = len(tags)
+        # only float registers can hold NaN or infinity (integers, scaled or not, are always finite)
+        self.may_not_be_finite = any(g.dtype.kind == "f" for g in self.groups)
+        only = self.groups[0] if len(self.groups) == 1 else None
+        # the commonest map, plain unscaled 16-bit registers in order: the registers are the values
+        self.plain = (only.dtype.str if only is not None and only.in_order and only.scale is None
+                      and only.dtype.itemsize == 2 and codec.byte_layout(2, "ABCD") == [0, 1]
+                      and only.byte_index.tolist() == [[2 * i, 2 * i + 1] for i in range(len(tags))] else "")
 
     def decode(self, registers: Sequence[int], values: list[object]) -> list[int]:
         """Put each numeric tag's published value into values[slot] (the request's tag order).
@@ -69,13 +80,7 @@ class BlockDecoder:
         wire = np.asarray(registers, dtype=">u2").view(np.uint8)
         not_finite: list[int] = []
         for g in self.groups:
-            raw = wire[g.byte_index].reshape(-1).view(g.dtype)
-            if raw.dtype.itemsize == 4 and raw.dtype.kind == "f":
-                raw = shortest_float32(raw)  # the value policy: 123.456, not 123.45600128173828
-            if g.scale is not None:
-                out = round_scaled(raw.astype(np.float64) * g.scale + g.offset, g.decimals)
-            else:
-                out = raw
+            out = _published(g, wire)
             if out.dtype.kind == "f" and not (finite := np.isfinite(out)).all():
                 not_finite.extend(g.slots[i] for i in np.flatnonzero(~finite))
             if g.in_order:  # the group is the whole request, in order: no scatter needed
@@ -84,3 +89,38 @@ class BlockDecoder:
             for slot, v in zip(g.slots, out.tolist()):
                 values[slot] = v
         return not_finite
+
+    def columns(self, registers: Sequence[int]) -> tuple[np.ndarray, np.ndarray | None]:
+        """Every tag's published value as one float64 column in request order, and its quality (None: all good).
+
+        For a request of numeric tags only (`rest` empty): the historian stores float8, so the
+        column goes from the register block to the spool and the COPY buffer without a Python
+        object per value. A NaN or infinite value (a float device's "no value") is BAD_SENSOR_FAILURE.
+        """
+        if self.plain == ">u2":
+            return np.array(registers, dtype=np.float64)[: self.size], None
+        if self.plain == ">i2":
+            return np.array(registers, dtype=np.uint16)[: self.size].view(np.int16).astype(np.float64), None
+        wire = np.asarray(registers, dtype=">u2").view(np.uint8)
+        if len(self.groups) == 1 and self.groups[0].in_order:
+            values = _published(self.groups[0], wire).astype(np.float64)
+        else:
+            values = np.empty(self.size, dtype=np.float64)
+            for g in self.groups:
+                values[g.slot_index] = _published(g, wire)
+        if not self.may_not_be_finite:
+            return values, None
+        finite = np.isfinite(values)
+        if finite.all():
+            return values, None
+        return values, np.where(finite, int(Quality.GOOD), int(Quality.BAD_SENSOR_FAILURE)).astype(np.int16)
+
+
+def _published(g: _Group, wire: np.ndarray) -> np.ndarray:
+    """One group's values as published: decoded, float32 shortened, scaled and rounded."""
+    raw = wire[g.byte_index].reshape(-1).view(g.dtype)
+    if raw.dtype.itemsize == 4 and raw.dtype.kind == "f":
+        raw = shortest_float32(raw)  # the value policy: 123.456, not 123.45600128173828
+    if g.scale is not None:
+        return round_scaled(raw.astype(np.float64) * g.scale + g.offset, g.decimals)
+    return raw

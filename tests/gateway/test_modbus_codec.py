@@ -4,11 +4,13 @@ import math
 import random
 import struct
 
+import numpy as np
 import pytest
 
 from gateway.modbus import codec
 from gateway.modbus.block import BlockDecoder
 from gateway.modbus.config import ModbusTag
+from historian.samples import Quality
 
 # 123.456 as float32 is 0x42F6E979, the usual example in device manuals
 FLOAT32_123_456 = {
@@ -190,3 +192,40 @@ def test_block_decoding_equals_decoding_each_tag():
                                              tag.byte_order))
             assert type(value) is type(want), tag.name  # integers stay integers when unscaled
             assert value == want or (math.isnan(value) and math.isnan(want)), tag.name
+
+
+def test_block_columns_equal_the_published_values_as_float64():
+    rng = random.Random(7)
+    tags, address = [], 0
+    for type_ in ("uint16", "int32", "float32", "float64", "int16"):
+        for scale, offset in ((1.0, 0.0), (0.1, -50.0)):
+            tags.append(ModbusTag(name=f"{type_}.{scale}", table="holding", address=address, type=type_,
+                                  scale=scale, offset=offset, category="machine"))
+            address += codec.register_count(type_)
+    block = BlockDecoder(0, tags)
+    for _ in range(20):
+        registers = [rng.randrange(65536) for _ in range(address)]
+        want: list[object] = [None] * len(tags)
+        not_finite = block.decode(registers, want)
+        values, quality = block.columns(registers)
+        assert values.dtype == np.float64 and len(values) == len(tags)
+        for i, w in enumerate(want):
+            assert values[i] == float(w) or (math.isnan(values[i]) and math.isnan(w)), tags[i].name
+        # a float device's "no value" is bad quality, the rest good (None: all good)
+        bad = [] if quality is None else np.flatnonzero(quality != int(Quality.GOOD)).tolist()
+        assert bad == sorted(not_finite)
+        if quality is not None:
+            assert set(quality[bad].tolist()) == {int(Quality.BAD_SENSOR_FAILURE)}
+
+
+@pytest.mark.parametrize("type_", ["uint16", "int16"])
+def test_plain_16_bit_blocks_take_the_registers_as_they_are(type_):
+    tags = [ModbusTag(name=f"r{i}", table="holding", address=10 + i, type=type_, category="machine")
+            for i in range(5)]
+    block = BlockDecoder(10, tags)
+    assert block.plain  # the shortcut is taken
+    registers = [0, 1, 32767, 32768, 65535]
+    want: list[object] = [None] * 5
+    block.decode(registers, want)
+    values, quality = block.columns(registers)
+    assert values.tolist() == [float(w) for w in want] and quality is None

@@ -48,3 +48,121 @@ async def test_an_append_returns_only_after_its_fsync(tmp_path: Path, monkeypatc
 def test_flush_interval_is_bounded():
     with pytest.raises(ValueError, match="flush_interval: must be 0..1 seconds, got 5"):
         SpoolConfig(flush_interval=5)
+
+
+async def test_sources_sharing_a_collector_share_one_record_and_keep_their_names(tmp_path: Path):
+    from gateway.exception import ExceptionFilter
+    from gateway.records import decode, to_batch
+    from gateway.sink import Collector, SpoolSink
+    from gateway.source import Reading, SourceStatus
+    from historian.registry import TagInfo, TagRegistry
+
+    spool = Spool(tmp_path)
+    collector = Collector(spool, 0.05)
+    sinks = [SpoolSink(spool, SourceStatus(f"plc{i}", "modbus"), ExceptionFilter([]), collector) for i in range(3)]
+    await asyncio.gather(
+        sinks[0].publish([Reading("a", 1.5, 10), Reading("b", 2, 11)]),
+        sinks[1].publish([Reading("c", 3.0, 12)]),
+        sinks[2].dead_letter("cannot decode", {"tag": "x"}),
+        sinks[1].publish([Reading("lot", "L-1", 13)]),
+    )
+    assert spool.depth == 1  # four publishes of three sources: one record, one fsync
+    async for _, payload in spool.records():
+        record = decode(payload)
+        break
+    assert record.sections == [("plc0", 2), ("plc1", 2)]
+    registry = TagRegistry([TagInfo(1, "a", "float", "", "m", False), TagInfo(2, "b", "int", "", "m", False),
+                            TagInfo(3, "c", "float", "", "m", False), TagInfo(4, "lot", "text", "", "m", False)])
+    batch = to_batch(record, registry)
+    assert batch.samples.tag_id.tolist() == [1, 2, 3] and batch.samples.value.tolist() == [1.5, 2.0, 3.0]
+    assert [(e.tag_id, e.value) for e in batch.events] == [(4, "L-1")]
+    assert batch.sections == [("plc0", 2, 0), ("plc1", 1, 1)]  # whose rows are whose, for letters and rollups
+    assert [(d.source, d.reason) for d in batch.rejects] == [("plc2", "cannot decode")]
+    numeric = to_batch(decode(payload.replace(b"L-1", b"L-2")), TagRegistry(registry.by_id.values()))
+    assert len(numeric.samples) == 3
+    spool.close()
+
+
+async def test_all_numeric_sources_take_one_vectorised_pass(tmp_path: Path):
+    from gateway.exception import ExceptionFilter
+    from gateway.records import decode, to_batch
+    from gateway.sink import Collector, SpoolSink
+    from gateway.source import Reading, SourceStatus
+    from historian.registry import TagInfo, TagRegistry
+
+    spool = Spool(tmp_path)
+    collector = Collector(spool, 0.02)
+    sinks = [SpoolSink(spool, SourceStatus(f"plc{i}", "modbus"), ExceptionFilter([]), collector) for i in range(2)]
+    await asyncio.gather(sinks[0].publish([Reading("a", 1.0, 10)]), sinks[1].publish([Reading("b", 2, 11),
+                                                                                    Reading("b", 3, 12)]))
+    async for _, payload in spool.records():
+        break
+    registry = TagRegistry([TagInfo(1, "a", "float", "", "m", False), TagInfo(2, "b", "int", "", "m", False)])
+    batch = to_batch(decode(payload), registry)
+    assert batch.sections == [("plc0", 1, 0), ("plc1", 2, 0)]
+    assert batch.samples.tag_id.tolist() == [1, 2, 2] and batch.samples.ts_us.tolist() == [10, 11, 12]
+    spool.close()
+
+
+async def test_blocks_count_as_read_only_once_on_disk_and_reach_the_historian_batch_by_source(tmp_path: Path):
+    import numpy as np
+
+    from gateway.exception import ExceptionFilter
+    from gateway.records import count_samples, decode, to_batch
+    from gateway.sink import Collector, SpoolSink
+    from gateway.source import SourceStatus
+    from historian.registry import TagInfo, TagRegistry
+    from historian.samples import Quality
+
+    spool = Spool(tmp_path)
+    collector = Collector(spool, 0.05)
+    status = [SourceStatus(f"plc{i}", "modbus") for i in range(2)]
+    sinks = [SpoolSink(spool, s, ExceptionFilter([]), collector) for s in status]
+    assert sinks[0].takes_blocks
+    names = ("a", "b")
+    sinks[0].put_block(names, 100, np.array([1.5, 2.0]), None)
+    sinks[1].put_block(("c",), 101, np.array([np.nan]), np.array([int(Quality.BAD_SENSOR_FAILURE)], dtype=np.int16))
+    sinks[0].put_block(names, 200, np.array([3.5, 4.0]), None)
+    assert status[0].readings_total == 0 and collector.unsynced_rows == 5  # handed over, not yet on disk
+    await sinks[0].durable()
+    assert (status[0].readings_total, status[1].readings_total, collector.unsynced_rows) == (4, 1, 0)
+    assert spool.depth == 1
+    async for _, payload in spool.records():
+        break
+    record = decode(payload)
+    assert count_samples(payload) == 5 and record.blocks is not None
+    assert [record.blocks.names(k) for k in range(2)] == [["a", "b"], ["c"]]  # the same poll twice: its names once
+    assert len(record.blocks.tagsets) == 2
+    registry = TagRegistry([TagInfo(1, "a", "float", "", "m", False), TagInfo(2, "b", "int", "", "m", False),
+                            TagInfo(3, "c", "float", "", "m", False)])
+    batch = to_batch(record, registry)
+    assert batch.samples.tag_id.tolist() == [1, 2, 3, 1, 2]
+    assert batch.samples.ts_us.tolist() == [100, 100, 101, 200, 200]
+    assert batch.samples.value.tolist()[:2] == [1.5, 2.0] and np.isnan(batch.samples.value[2])
+    assert batch.samples.quality.tolist() == [192, 192, int(Quality.BAD_SENSOR_FAILURE), 192, 192]
+    assert batch.sections == [("plc0", 2, 0), ("plc1", 1, 0), ("plc0", 2, 0)]
+    # a tag the registry does not know: refused by name, with its source; the others still go in
+    partial = to_batch(record, TagRegistry([TagInfo(1, "a", "float", "", "m", False),
+                                            TagInfo(2, "b", "int", "", "m", False)]))
+    assert len(partial.samples) == 4
+    assert [(d.source, d.reason) for d in partial.rejects] == [("plc1", "unknown tag 'c'")]
+    spool.close()
+
+
+async def test_room_holds_a_source_back_until_its_blocks_are_on_disk(tmp_path: Path):
+    import numpy as np
+
+    from gateway.exception import ExceptionFilter
+    from gateway.sink import Collector, SpoolSink
+    from gateway.source import SourceStatus
+
+    spool = Spool(tmp_path)
+    sink = SpoolSink(spool, SourceStatus("plc", "modbus"), ExceptionFilter([]), Collector(spool, 0.05))
+    sink.put_block(("a",) * 10, 1, np.zeros(10), None)
+    await sink.room(20)  # below the limit: no wait
+    assert spool.depth == 0
+    sink.put_block(("a",) * 10, 2, np.zeros(10), None)
+    sink.put_block(("a",) * 10, 3, np.zeros(10), None)
+    await sink.room(20)  # 30 not on disk: waits for the record
+    assert spool.depth == 1
+    spool.close()

@@ -2,6 +2,7 @@
 
 import asyncio
 import math
+import time
 from datetime import timedelta
 
 import numpy as np
@@ -299,3 +300,27 @@ def test_a_backfill_and_live_data_keep_their_own_rollup_marks() -> None:
     assert merge_spans(spans) == spans  # a day apart, or other tags: nothing in between gets marked
     assert merge_spans([([1], live, live + 1), ([1], live + MINUTE_US + 2, live + MINUTE_US + 3)]) == [
         ([1], live, live + 1), ([1], live + MINUTE_US + 2, live + MINUTE_US + 3)]
+
+
+async def test_a_batch_of_several_sources_names_each_refusal_by_its_source(conn, dsn):
+    reg = await setup_tags(conn)
+    tid = reg.get("press1.temperature").id
+    t = to_us(T0)
+    # plc-a's two rows are fine; plc-b's second row is a day in the future
+    future = time.time_ns() // 1000 + 86_400_000_000 * 3
+    samples = SampleBatch.from_columns([tid, tid, tid, tid], [t, t + 1, t + 2, future], [1.0, 2.0, 3.0, 4.0])
+    batch = Batch(samples, sections=[("plc-a", 2, 0), ("plc-b", 2, 0)])
+    async with HistorianWriter(dsn) as w:
+        r = await w.write(batch)
+    assert (r.written, r.dead_letters) == (3, 1)
+    cur = await conn.execute("SELECT source, reason FROM dead_letters")
+    (source, reason), = await cur.fetchall()
+    assert source == "plc-b" and "in the future" in reason
+    # one rollup mark per source's rows
+    assert await scalar(conn, "SELECT count(*) FROM rollup_dirty") >= 1
+
+
+def test_a_source_polled_between_other_sources_still_gets_one_rollup_mark() -> None:
+    t0 = 1_800_000_000_000_000
+    spans = [([1, 2], t0, t0 + 1), ([3], t0, t0 + 1), ([1, 2], t0 + 100_000, t0 + 100_001), ([3], t0 + 5, t0 + 6)]
+    assert merge_spans(spans) == [([1, 2], t0, t0 + 100_001), ([3], t0, t0 + 6)]
