@@ -28,6 +28,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from inspection.store import in_range
 from twin.alarms import SPC, AlarmTracker
 from twin.kernels import ALARM_NAMES, NELSON, RULES, WESTERN_ELECTRIC, WINDOW, rule_flags
 from twin.store import write_alarms
@@ -176,13 +177,9 @@ async def read(conn: psycopg.AsyncConnection, station: str, start: datetime | No
         await cur.execute("SELECT n, baseline, start_seq, p_bar, frozen_at, open_n, open_ng FROM inspection_pchart "
                           "WHERE station = %s", (station,))
         state = await cur.fetchone()
-        where, args = ["station = %s"], [station]
-        if start is not None:
-            where.append("ts >= %s")
-            args.append(start)
-        if end is not None:
-            where.append("ts < %s")
-            args.append(end)
+        where: list[str] = ["station = %s"]
+        args: list[Any] = [station]
+        in_range(where, args, start, end)
         await cur.execute(f"SELECT * FROM (SELECT seq, first_ts, ts, n, ng, p, cl, ucl, lcl, rules FROM "
                           f"inspection_pchart_points WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT %s) r "
                           f"ORDER BY seq", [*args, limit])

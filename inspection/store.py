@@ -131,21 +131,27 @@ async def get(conn: psycopg.AsyncConnection, inspection_id: int) -> dict[str, An
         return await cur.fetchone()
 
 
-async def find(conn: psycopg.AsyncConnection, *, station: str | None = None, machine: str | None = None,
-               lot: str | None = None, verdict: str | None = None, start: datetime | None = None,
-               end: datetime | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Inspections matching every given filter, newest first, one page."""
-    where, args = [], []
-    for col, val in (("station", station), ("machine", machine), ("lot", lot), ("verdict", verdict)):
-        if val is not None:
-            where.append(f"{col} = %s")
-            args.append(val)
+def in_range(where: list[str], args: list[Any], start: datetime | None, end: datetime | None) -> None:
+    """Add the conditions ts >= start and ts < end (those given) to a WHERE list and its arguments."""
     if start is not None:
         where.append("ts >= %s")
         args.append(start)
     if end is not None:
         where.append("ts < %s")
         args.append(end)
+
+
+async def find(conn: psycopg.AsyncConnection, *, station: str | None = None, machine: str | None = None,
+               lot: str | None = None, verdict: str | None = None, start: datetime | None = None,
+               end: datetime | None = None, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Inspections matching every given filter, newest first, one page."""
+    where: list[str] = []
+    args: list[Any] = []
+    for col, val in (("station", station), ("machine", machine), ("lot", lot), ("verdict", verdict)):
+        if val is not None:
+            where.append(f"{col} = %s")
+            args.append(val)
+    in_range(where, args, start, end)
     sql = f"SELECT {COLUMNS} FROM inspections {'WHERE ' + ' AND '.join(where) if where else ''} " \
           f"ORDER BY ts DESC, id DESC LIMIT %s OFFSET %s"
     async with conn.cursor(row_factory=dict_row) as cur:
