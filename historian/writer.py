@@ -514,10 +514,16 @@ class HistorianWriter:
             if (text := literals.get(key)) is None:
                 text = literals[key] = f"{{{','.join(map(str, tags))}}}"
             texts.append(text)
+        # every column as one array literal too (µs since the epoch, turned into timestamps exactly by
+        # integer interval arithmetic): psycopg's list dumper per element cost more than the rest of the mark
         await conn.execute(
             "INSERT INTO rollup_dirty (tag_ids, lo, hi)"
-            " SELECT t::int[], l, h FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS u(t, l, h)",
-            (texts, [from_us(lo) for _, lo, _ in spans], [from_us(hi) for _, _, hi in spans]),
+            " SELECT t::int[], timestamptz 'epoch' + l * interval '1 microsecond',"
+            " timestamptz 'epoch' + h * interval '1 microsecond'"
+            " FROM unnest(%s::text[], %s::int8[], %s::int8[]) AS u(t, l, h)",
+            ("{" + ",".join([f'"{t}"' for t in texts]) + "}",
+             "{" + ",".join([str(lo) for _, lo, _ in spans]) + "}",
+             "{" + ",".join([str(hi) for _, _, hi in spans]) + "}"),
         )
 
     async def _insert_dead_letters(self, conn: psycopg.AsyncConnection, letters: list[DeadLetter]) -> None:

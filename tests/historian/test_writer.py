@@ -324,3 +324,15 @@ def test_a_source_polled_between_other_sources_still_gets_one_rollup_mark() -> N
     t0 = 1_800_000_000_000_000
     spans = [([1, 2], t0, t0 + 1), ([3], t0, t0 + 1), ([1, 2], t0 + 100_000, t0 + 100_001), ([3], t0 + 5, t0 + 6)]
     assert merge_spans(spans) == [([1, 2], t0, t0 + 100_001), ([3], t0, t0 + 6)]
+
+
+async def test_rollup_marks_keep_the_exact_microseconds_and_tags(conn, dsn):
+    reg = await setup_tags(conn)
+    a, b = reg.get("press1.temperature").id, reg.get("press1.count").id
+    t = to_us(T0) + 123_457  # not a whole millisecond: the mark must not round it
+    samples = SampleBatch.from_columns([b, a, a], [t, t + 1, t + 999_999], [1.0, 2.0, 3.0])
+    async with HistorianWriter(dsn) as w:
+        await w.write(Batch(samples, sections=[("plc-a", 1, 0), ("plc-b", 2, 0)]))
+    cur = await conn.execute("SELECT tag_ids, lo, hi FROM rollup_dirty ORDER BY lo")
+    assert [(tags, to_us(lo), to_us(hi)) for tags, lo, hi in await cur.fetchall()] == [
+        ([b], t, t), ([a], t + 1, t + 999_999)]
