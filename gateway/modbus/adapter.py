@@ -312,7 +312,7 @@ class ModbusSource:
         """The readings of one request: decoded values, or bad quality for all on an exception."""
         response = await self._request(client, request)
         if not response.isError():
-            if self._failing.pop(str(request), None):
+            if self._failing and self._failing.pop(str(request), None):  # no str() per poll while all is well
                 log.info("%s: %s reads again", self.name, request)
                 for name in request.names:
                     self.status.tag_live(name)
