@@ -9,7 +9,7 @@ import numpy as np
 
 from gateway.exception import ExceptionFilter
 from gateway.records import SpooledBlocks, SpooledLetter, SpoolRecord, encode, encode_names
-from gateway.source import Reading, ReadingColumns, SourceStatus
+from gateway.source import Reading, ReadingColumns, SinkError, SourceStatus
 from gateway.spool import Spool
 from historian.samples import Quality
 
@@ -36,6 +36,7 @@ class Collector:
         self._last: asyncio.Task[None] | None = None  # the newest flush: once it is done, so is every older one
         self.unsynced_rows = 0
         """Block rows handed over with put_block and not yet on disk (what backpressure looks at)."""
+        self._failed: Exception | None = None  # why the spool could not take a record: raised to every source
 
     async def publish(self, source: str, columns: ReadingColumns) -> None:
         """Add one source's readings to the next record; returns once that record is on disk."""
@@ -60,14 +61,32 @@ class Collector:
         self._next_flush()
 
     async def room(self, limit: int) -> None:
-        """Wait while more than `limit` block rows are not yet on disk (a poll slows down rather than piling up)."""
+        """Wait while more than `limit` block rows are not yet on disk (a poll slows down rather than piling up).
+
+        Raises what stopped the spool (a disk that cannot be written), as a publish would: a source
+        that only puts blocks must not poll on as if they were stored.
+        """
+        self._raise_failure()
         while self.unsynced_rows > limit and self._last is not None:
-            await asyncio.shield(self._last)
+            try:
+                await asyncio.shield(self._last)
+            except Exception:
+                self._raise_failure()
+                raise
 
     async def durable(self) -> None:
         """Return once everything put so far is on disk (a source stopping waits for what it read)."""
+        self._raise_failure()
         if self._last is not None:
-            await asyncio.shield(self._last)
+            try:
+                await asyncio.shield(self._last)
+            except Exception:
+                self._raise_failure()
+                raise
+
+    def _raise_failure(self) -> None:
+        if self._failed is not None:
+            raise SinkError(f"the spool cannot store readings: {self._failed!r}") from self._failed
 
     def _next_flush(self) -> asyncio.Task[None]:
         flush = self._flush
@@ -90,7 +109,11 @@ class Collector:
         record = merge(sources, parts, letters)
         if blocks.source:
             record.blocks = blocks.spooled()
-        await self.spool.append(encode(record))
+        try:
+            await self.spool.append(encode(record))
+        except Exception as e:
+            self._failed = e
+            raise
         # read, now: a value counts once it is on disk
         for status, n in blocks.counts.values():
             status.readings_total += n

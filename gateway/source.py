@@ -99,6 +99,10 @@ class Sink(Protocol):
         """Spool something unusable with the reason, durably, for the dead_letters table."""
 
 
+class SinkError(Exception):
+    """The sink can no longer store what a source hands it (the spool's disk failed): stop, do not retry."""
+
+
 class WriteError(Exception):
     """A write-back that failed at the device; the message says why."""
 

@@ -27,7 +27,8 @@ from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
 from gateway.modbus.requests import ReadRequest, group
 from gateway.cancel import honour_cancellation
 from gateway.outbox import Outbox, run_beside
-from gateway.source import InvalidValueError, NotWritableError, Reading, ReadingColumns, Sink, SourceStatus, WriteError
+from gateway.source import (InvalidValueError, NotWritableError, Reading, ReadingColumns, Sink, SinkError,
+                            SourceStatus, WriteError)
 from historian.samples import Quality
 
 log = logging.getLogger(__name__)
@@ -166,6 +167,8 @@ class ModbusSource:
                 await self._poll(client, outbox)
             except LinkDown as e:
                 self._lost(client, outbox, str(e))
+            except SinkError:
+                raise  # the spool cannot store what we read: the gateway stops, as when a publish fails
             except Exception as e:  # noqa: BLE001 - a bug here must not stop the other sources
                 log.exception("%s: unexpected error; reconnecting", self.name)
                 self._lost(client, outbox, f"unexpected error: {e!r}")

@@ -511,3 +511,67 @@ def _error(data: dict[str, Any]) -> str:
     except msgspec.ValidationError as e:
         return str(e)
     raise AssertionError("no error")
+
+
+# -- into the gateway's spool: numeric responses as columns ------------------------------------------
+
+
+async def test_numeric_responses_reach_the_spool_as_columns_counted_once_on_disk(plant, tmp_path: Path):
+    from gateway.exception import ExceptionFilter
+    from gateway.records import decode, to_batch
+    from gateway.sink import Collector, SpoolSink
+    from gateway.spool import Spool
+    from historian.registry import TagInfo, TagRegistry
+
+    names = [n for n in TYPED if n.split(".")[1] in ("int16", "uint16", "int32", "float32", "float64")]
+    for n in names:
+        plant.set(n, READ[MATRIX[n].type])
+    plant.set("t.float32.CDAB", math.nan)  # the device's "no value": bad quality, not a refusal
+    spool = Spool(tmp_path / "spool")
+    src = source(plant, [tag(n) for n in names])
+    sink = SpoolSink(spool, src.status, ExceptionFilter([]), Collector(spool, 0.02))
+    task = asyncio.create_task(src.run(sink))
+    try:
+        await until(lambda: src.status.readings_total >= 3 * len(names))
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # everything counted as read is in the spool, and what was read before the stop got there too
+    registry = TagRegistry([TagInfo(i + 1, n, "float", "", "m", True) for i, n in enumerate(names)])
+    rows = 0
+    async for seq, payload in spool.records():
+        record = decode(payload)
+        assert record.blocks is not None and not record.tags  # no row per value on the way
+        batch = to_batch(record, registry)
+        assert not batch.rejects and {s for s, _, _ in batch.sections} == {"plant"}
+        got = dict(zip(batch.samples.tag_id.tolist(), zip(batch.samples.value.tolist(),
+                                                          batch.samples.quality.tolist())))
+        for i, n in enumerate(names):
+            value, quality = got[i + 1]
+            if n == "t.float32.CDAB":
+                assert math.isnan(value) and quality == Quality.BAD_SENSOR_FAILURE
+            else:
+                assert (value, quality) == (float(READ[MATRIX[n].type]), Quality.GOOD), n
+        rows += len(batch.samples)
+        if seq == spool.depth:  # the last record (nothing is committed in this test)
+            break
+    assert rows == src.status.readings_total
+    spool.close()
+
+
+async def test_a_spool_that_cannot_write_stops_the_modbus_source(plant, tmp_path: Path):
+    import shutil
+
+    from gateway.exception import ExceptionFilter
+    from gateway.sink import Collector, SpoolSink
+    from gateway.source import SinkError
+    from gateway.spool import Spool
+
+    spool = Spool(tmp_path / "spool", segment_bytes=4096, max_bytes=1 << 20)
+    src = source(plant, [tag(n) for n in TYPED if n.split(".")[1] == "uint16"])
+    task = asyncio.create_task(src.run(SpoolSink(spool, src.status, ExceptionFilter([]), Collector(spool, 0.01))))
+    await until(lambda: src.status.readings_total > 0)
+    shutil.rmtree(tmp_path / "spool")  # the next segment cannot be made
+    with pytest.raises(SinkError):  # the source stops (so does the gateway) rather than poll on unstored
+        await asyncio.wait_for(task, 10)

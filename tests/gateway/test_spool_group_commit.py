@@ -166,3 +166,28 @@ async def test_room_holds_a_source_back_until_its_blocks_are_on_disk(tmp_path: P
     await sink.room(20)  # 30 not on disk: waits for the record
     assert spool.depth == 1
     spool.close()
+
+
+async def test_a_spool_that_cannot_write_stops_a_source_that_only_puts_blocks(tmp_path: Path):
+    import shutil
+
+    import numpy as np
+
+    from gateway.exception import ExceptionFilter
+    from gateway.sink import Collector, SpoolSink
+    from gateway.source import SinkError, SourceStatus
+
+    status = SourceStatus("plc", "modbus")
+    spool = Spool(tmp_path / "spool", segment_bytes=4096, max_bytes=1 << 20)
+    sink = SpoolSink(spool, status, ExceptionFilter([]), Collector(spool, 0.01))
+    sink.put_block(("a",) * 1000, 1, np.zeros(1000), None)  # 8 kB: the next record needs a new segment
+    await sink.durable()
+    assert status.readings_total == 1000
+    shutil.rmtree(tmp_path / "spool")  # the disk is gone from under the gateway
+    sink.put_block(("a",) * 10, 2, np.zeros(10), None)
+    with pytest.raises(SinkError) as failed:
+        await sink.durable()
+    assert isinstance(failed.value.__cause__, FileNotFoundError)
+    with pytest.raises(SinkError):  # and from then on the source's next poll stops too
+        await sink.room(100_000)
+    assert status.readings_total == 1000  # what did not reach the disk is not counted as read
