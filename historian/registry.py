@@ -119,7 +119,7 @@ class TagRegistry:
     def numeric_columns(
         self, tags: list[str], ts_us: list[int], values: list[Any], quality: list[int]
     ) -> SampleBatch | None:
-        """The samples of columns that are all known numeric tags with numeric values; None when a row needs the row path."""
+        """The samples of all-numeric columns of known numeric tags; None when a row needs the row path."""
         ids = list(map(self.numeric_ids.get, tags))
         if None in ids:
             return None
