@@ -8,6 +8,7 @@ from scheduling.cpsat import Objective
 from scheduling.dispatch import right_shift
 from scheduling.events import Event, _still_there, apply_event, reschedule
 from scheduling.generate import generate
+from scheduling import lns
 from scheduling.lns import focus_of, focused_lns, neighbourhood
 from scheduling.model import Placement, Schedule
 from scheduling.solver import FjspModel_score, score, solve
@@ -42,23 +43,37 @@ def test_focus_covers_the_broken_machine_and_the_jobs_the_repair_delayed(broken)
     assert later and set(focus.delay) == later
 
 
-def test_neighbourhoods_sit_on_the_disruption_and_never_free_frozen_work(broken):
+def test_neighbourhoods_sit_on_the_disruption_and_never_free_frozen_work(broken, monkeypatch):
     _, _, event, after, kept, repaired = broken
     focus = focus_of(after, kept, repaired, event.at, {event.machine}, event.until)
-    rng = random.Random(1)
     starts = repaired.by_op()
     span = repaired.makespan()
-    near = [0, 0]  # freed operations starting within the event's first stretch, all freed
-    for _ in range(200):
-        free = neighbourhood(after, repaired, focus, rng, 12)
-        assert free and len(free) <= 40
-        assert all(after.jobs[j].operations[o].fixed is None for j, o in free)
-        near[0] += sum(focus.at <= starts[k].start <= focus.at + (span - focus.at) // 3 for k in free)
-        near[1] += len(free)
-    # a third of what is left of the plan after the event holds well over a third of the freed operations
+    ends = {}
+    for p in repaired.placements:
+        ends[p.job] = max(ends.get(p.job, 0), p.end)
+    hot = set(focus.delay) | {j for j, e in ends.items() if e > after.jobs[j].due}  # delayed by the event, or late
     movable = [p for p in repaired.placements if after.jobs[p.job].operations[p.op].fixed is None]
-    share = sum(focus.at <= p.start <= focus.at + (span - focus.at) // 3 for p in movable) / len(movable)
-    assert near[0] / near[1] > share + 0.1, (near, share)
+
+    def early(key):  # within the first third of what is left of the plan after the event
+        return focus.at <= starts[key].start <= focus.at + (span - focus.at) // 3
+
+    def share(test):
+        rng, hit, total = random.Random(1), 0, 0
+        for _ in range(200):
+            free = neighbourhood(after, repaired, focus, rng, 12)
+            assert free and len(free) <= 40
+            assert all(after.jobs[j].operations[o].fixed is None for j, o in free)
+            hit += sum(test(k) for k in free)
+            total += len(free)
+        return hit / total
+
+    # the default mix draws mostly the delayed and late jobs (they carry the weighted tardiness)
+    hot_share = sum(p.job in hot for p in movable) / len(movable)
+    assert share(lambda k: k[0] in hot) > hot_share + 0.15, hot_share
+    # the time-window kind alone: the first third after the event holds well over a third of the freed operations
+    monkeypatch.setattr(lns, "MIX", (1.0, 1.0, 1.0))
+    early_share = sum(early((p.job, p.op)) for p in movable) / len(movable)
+    assert share(early) > early_share + 0.1, early_share
 
 
 def test_neighbourhood_frees_an_operation_moved_off_its_previous_machine(broken):
