@@ -1,7 +1,8 @@
 -- Camera verdicts feed quality and genealogy.
 --
 -- 1. lot_trace() gains `inspected` and `ng`: how many of each reached lot's images a camera judged, and how many
---    NG. It replaces 0013's lot_trace_inspections(), a second walk of the same graph.
+--    NG. It replaces 0013's lot_trace_inspections(), a second walk of the same graph; 0006's walk is kept as
+--    lot_trace_lots and wrapped, not copied.
 -- 2. kpi_base() counts camera NG as scrap (analytics/KPI.md, "Camera NG as scrap"): per machine and bucket, for
 --    each (lot, operation) the camera's NG beyond the scrap people reported on that operation in the bucket
 --    moves from GQ to SQ (PQ unchanged, never below zero good). The machine's own counters stay as they were:
@@ -9,55 +10,19 @@
 --    counts once. 0007's kpi_base is kept as kpi_base_counted and wrapped, not copied.
 
 DROP FUNCTION lot_trace_inspections(text, text, integer);
-DROP FUNCTION lot_trace(text, text, integer);
+ALTER FUNCTION lot_trace(text, text, integer) RENAME TO lot_trace_lots;
 
 CREATE FUNCTION lot_trace(lot_id text, direction text, max_depth integer DEFAULT 100)
 RETURNS TABLE (lot text, depth integer, item text, quantity numeric, unit text, status text, path text[],
                inspected bigint, ng bigint)
-LANGUAGE plpgsql STABLE AS $$
-DECLARE
-    near text;  -- the column of the lot we come from
-    far text;   -- the column of the lot we go to
-BEGIN
-    IF direction = 'up' THEN
-        near := 'consumed'; far := 'produced';
-    ELSIF direction = 'down' THEN
-        near := 'produced'; far := 'consumed';
-    ELSE
-        RAISE EXCEPTION 'direction must be up or down, got %', coalesce(direction, 'null')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF max_depth IS NULL OR max_depth < 1 THEN
-        RAISE EXCEPTION 'max_depth must be at least 1, got %', coalesce(max_depth::text, 'null')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF NOT EXISTS (SELECT FROM lots l WHERE l.id = lot_id) THEN
-        RAISE EXCEPTION 'unknown lot %', lot_id USING ERRCODE = 'no_data_found';
-    END IF;
-    RETURN QUERY EXECUTE format($q$
-        WITH RECURSIVE reach(lot, via, depth) AS (
-            SELECT c.%2$I, c.%1$I, 1 FROM lot_consumption c WHERE c.%1$I = $1
-            UNION  -- a diamond's lot comes back once per way in, not once per path
-            SELECT c.%2$I, c.%1$I, r.depth + 1
-            FROM reach r JOIN lot_consumption c ON c.%1$I = r.lot
-            WHERE r.depth < $2
-        ),
-        nearest AS (SELECT DISTINCT ON (r.lot) r.lot, r.via, r.depth FROM reach r ORDER BY r.lot, r.depth, r.via),
-        -- nearest is a tree (one via each), so paths are built once per lot
-        tree(lot, depth, path) AS (
-            SELECT n.lot, n.depth, ARRAY[$1, n.lot] FROM nearest n WHERE n.depth = 1
-            UNION ALL
-            SELECT n.lot, n.depth, t.path || n.lot FROM tree t JOIN nearest n ON n.via = t.lot AND n.depth = t.depth + 1
-        )
-        SELECT t.lot, t.depth, i.code, l.quantity, l.unit, l.status, t.path, v.inspected, v.ng
-        FROM tree t JOIN lots l ON l.id = t.lot JOIN items i ON i.id = l.item_id
-        -- one index probe (inspections_lot) per reached lot
-        CROSS JOIN LATERAL (SELECT count(*) AS inspected, count(*) FILTER (WHERE x.verdict = 'ng') AS ng
-                            FROM inspections x WHERE x.lot = t.lot) v
-        WHERE t.lot <> $1  -- only on a graph that already had a cycle
-        ORDER BY t.depth, t.lot
-    $q$, near, far) USING lot_id, max_depth;
-END $$;
+LANGUAGE sql STABLE AS $$
+    SELECT t.lot, t.depth, t.item, t.quantity, t.unit, t.status, t.path, v.inspected, v.ng
+    FROM lot_trace_lots(lot_id, direction, max_depth) t
+    -- one index probe (inspections_lot) per reached lot
+    CROSS JOIN LATERAL (SELECT count(*) AS inspected, count(*) FILTER (WHERE x.verdict = 'ng') AS ng
+                        FROM inspections x WHERE x.lot = t.lot) v
+    ORDER BY t.depth, t.lot
+$$;
 COMMENT ON FUNCTION lot_trace(text, text, integer) IS
     'Lots reached from a lot: up = what it went into (toward finished goods), down = what it contains (toward raw); '
     'with each lot''s camera inspections and NG verdicts';
