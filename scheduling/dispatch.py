@@ -4,6 +4,8 @@ right-shift decode that keeps each machine's assignment and sequence and only pu
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from scheduling.cpsat import with_setups
 from scheduling.model import Instance, Placement, Schedule
 
@@ -18,35 +20,66 @@ def earliest_fit(windows: list[tuple[int, int]], start: int, duration: int) -> i
     return start
 
 
+@dataclass(slots=True)
+class ListState:
+    """Where list scheduling stands: each job's next operation and ready time, each machine's ready time and last
+    family, the work each job has left, and the placements so far."""
+
+    instance: Instance
+    nxt: list[int]
+    job_ready: list[int]
+    mach_ready: list[int]
+    mach_family: list[str | None]
+    remaining: list[int]
+    placements: list[Placement] = field(default_factory=list)
+    total: int = 0
+
+    @classmethod
+    def start(cls, instance: Instance) -> ListState:
+        """The state before the first choice: started (fixed) operations placed where they run, whatever a rule
+        would say, their machines and jobs ready after them."""
+        state = cls(instance, [0] * len(instance.jobs), [j.release for j in instance.jobs],
+                    [0] * instance.n_machines, [None] * instance.n_machines,
+                    [sum(min(a.duration for a in op.alternatives) for op in j.operations) for j in instance.jobs],
+                    total=sum(len(j.operations) for j in instance.jobs))
+        for j, o, op in instance.operations():
+            if op.fixed is not None:
+                mach, start = op.fixed
+                end = start + next(a.duration for a in op.alternatives if a.machine == mach)
+                state.placements.append(Placement(j, o, mach, start, end))
+                if end >= state.mach_ready[mach]:
+                    state.mach_ready[mach], state.mach_family[mach] = end, op.family
+                state.nxt[j] = max(state.nxt[j], o + 1)
+                state.job_ready[j] = max(state.job_ready[j], end)
+                state.remaining[j] -= min(a.duration for a in op.alternatives)
+        return state
+
+    @property
+    def done(self) -> bool:
+        """Every operation is placed."""
+        return len(self.placements) >= self.total
+
+    def place(self, j: int, o: int, mach: int, start: int, end: int) -> None:
+        """Place job j's operation o on a machine and move the job and the machine on past it."""
+        op = self.instance.jobs[j].operations[o]
+        self.placements.append(Placement(j, o, mach, start, end))
+        self.nxt[j] = o + 1
+        self.job_ready[j] = end
+        self.mach_ready[mach], self.mach_family[mach] = end, op.family
+        self.remaining[j] -= min(a.duration for a in op.alternatives)
+
+
 def dispatch(instance: Instance, rule: str = "ect") -> Schedule:
     """List scheduling: repeatedly place the ready operation (and machine) the rule prefers, as early as it fits.
 
     ect = earliest completion; mwkr = most work remaining; spt = shortest time; edd = earliest due date.
     Fixed operations keep their machine and start.
     """
-    n = len(instance.jobs)
-    nxt = [0] * n
-    job_ready = [j.release for j in instance.jobs]
-    mach_ready = [0] * instance.n_machines
-    mach_family: list[str | None] = [None] * instance.n_machines
-    remaining = [sum(min(a.duration for a in op.alternatives) for op in j.operations) for j in instance.jobs]
-    placements: list[Placement] = []
-    # fixed operations first: they occupy their machines whatever the rule says
-    for j, o, op in instance.operations():
-        if op.fixed is not None:
-            mach, start = op.fixed
-            dur = next(a.duration for a in op.alternatives if a.machine == mach)
-            placements.append(Placement(j, o, mach, start, start + dur))
-            if start + dur >= mach_ready[mach]:
-                mach_ready[mach], mach_family[mach] = start + dur, op.family
-    fixed_ops = {(p.job, p.op) for p in placements}
-    for p in placements:
-        if p.op + 1 > nxt[p.job]:
-            nxt[p.job] = p.op + 1
-        job_ready[p.job] = max(job_ready[p.job], p.end)
-        remaining[p.job] -= min(a.duration for a in instance.jobs[p.job].operations[p.op].alternatives)
-    total = sum(len(j.operations) for j in instance.jobs)
-    while len(placements) < total:
+    state = ListState.start(instance)
+    nxt, job_ready, mach_ready, mach_family, remaining = (state.nxt, state.job_ready, state.mach_ready,
+                                                          state.mach_family, state.remaining)
+    fixed_ops = {(p.job, p.op) for p in state.placements}
+    while not state.done:
         best = None
         for j, job in enumerate(instance.jobs):
             o = nxt[j]
@@ -72,12 +105,8 @@ def dispatch(instance: Instance, rule: str = "ect") -> Schedule:
                     best = (key, j, o, a.machine, start, end)
         assert best is not None, "no ready operation: a job's operations are not in order"
         _, j, o, mach, start, end = best
-        placements.append(Placement(j, o, mach, start, end))
-        nxt[j] = o + 1
-        job_ready[j] = end
-        mach_ready[mach], mach_family[mach] = end, instance.jobs[j].operations[o].family
-        remaining[j] -= min(a.duration for a in instance.jobs[j].operations[o].alternatives)
-    return with_setups(instance, Schedule(placements))
+        state.place(j, o, mach, start, end)
+    return with_setups(instance, Schedule(state.placements))
 
 
 def best_dispatch(instance: Instance, key=None) -> Schedule:  # type: ignore[no-untyped-def]

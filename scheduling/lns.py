@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass, field
 
 from scheduling.cpsat import FjspModel, Objective, SolveResult, with_setups
-from scheduling.dispatch import earliest_fit
-from scheduling.model import Instance, Placement, Schedule
+from scheduling.dispatch import ListState, earliest_fit
+from scheduling.model import Instance, Schedule
 from scheduling.solver import FjspModel_score, _pinned
 from scheduling.validate import violations
 
@@ -137,25 +137,10 @@ def stable_dispatch(instance: Instance, previous: Schedule, rule: str = "start",
         raise ValueError(f"rule {rule!r}: expected one of {', '.join(STABLE_RULES)}")
     reassign = reassign or set()
     prev = previous.by_op()
-    n = len(instance.jobs)
-    nxt = [0] * n
-    job_ready = [j.release for j in instance.jobs]
-    mach_ready = [0] * instance.n_machines
-    mach_family: list[str | None] = [None] * instance.n_machines
-    remaining = [sum(min(a.duration for a in op.alternatives) for op in j.operations) for j in instance.jobs]
-    placements: list[Placement] = []
-    for j, o, op in instance.operations():
-        if op.fixed is not None:  # started work stays; the machine is busy until it ends
-            mach, st = op.fixed
-            dur = next(a.duration for a in op.alternatives if a.machine == mach)
-            placements.append(Placement(j, o, mach, st, st + dur))
-            if st + dur >= mach_ready[mach]:
-                mach_ready[mach], mach_family[mach] = st + dur, op.family
-            nxt[j] = max(nxt[j], o + 1)
-            job_ready[j] = max(job_ready[j], st + dur)
-            remaining[j] -= min(a.duration for a in op.alternatives)
-    total = sum(len(j.operations) for j in instance.jobs)
-    while len(placements) < total:
+    state = ListState.start(instance)  # started work stays; its machine is busy until it ends
+    nxt, job_ready, mach_ready, mach_family, remaining = (state.nxt, state.job_ready, state.mach_ready,
+                                                          state.mach_family, state.remaining)
+    while not state.done:
         best = None
         for j, job in enumerate(instance.jobs):
             o = nxt[j]
@@ -184,12 +169,8 @@ def stable_dispatch(instance: Instance, previous: Schedule, rule: str = "start",
                     best = (key, j, o, a.machine, st, st + a.duration)
         assert best is not None, "no ready operation: a job's operations are not in order"
         _, j, o, mach, st, end = best
-        placements.append(Placement(j, o, mach, st, end))
-        nxt[j] = o + 1
-        job_ready[j] = end
-        mach_ready[mach], mach_family[mach] = end, instance.jobs[j].operations[o].family
-        remaining[j] -= min(a.duration for a in instance.jobs[j].operations[o].alternatives)
-    return with_setups(instance, Schedule(placements))
+        state.place(j, o, mach, st, end)
+    return with_setups(instance, Schedule(state.placements))
 
 
 def best_start(instance: Instance, previous: Schedule, repaired: Schedule, objective: Objective, penalty: int,
