@@ -55,9 +55,12 @@ def shortest_float32(values: np.ndarray) -> np.ndarray:
 
 def float32_value(value: float) -> float:
     """The shortest round-trip decimal of one float32 (given widened to a Python float)."""
+    x32 = np.float32(value)
     if not math.isfinite(value) or value == 0:
-        return float(np.float32(value))
-    return float(shortest_float32(np.array([value]))[0])
+        return float(x32)
+    # numpy prints a float32 scalar as its shortest round-trip decimal (Dragon4): the same decimal as
+    # shortest_float32 (tests compare both), at ~1 µs instead of ~35 µs for a one-element array
+    return float(str(x32))
 
 
 def decimals_of(number: float) -> int:
