@@ -11,6 +11,7 @@ import numpy as np
 
 # PostgreSQL counts timestamps in microseconds from 2000-01-01 UTC.
 PG_EPOCH_US = 946_684_800_000_000
+_UNIX_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 _COPY_TRAILER = b"\xff\xff"
 _ROW = np.dtype(
@@ -53,7 +54,7 @@ def to_us(ts: datetime) -> int:
     """Microseconds since the Unix epoch of an aware datetime (naive ones are taken as UTC)."""
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=timezone.utc)
-    delta = ts - datetime(1970, 1, 1, tzinfo=timezone.utc)
+    delta = ts - _UNIX_EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
