@@ -227,9 +227,11 @@ class MqttSource:
             await sink.dead_letter(reason, payload)
         if out.readings:
             await sink.publish(out.readings)
+        if out.columns:
+            await sink.publish_columns(out.columns)
         for message in batch:
             client.ack(message)
-        self.status.readings_total += len(out.readings)
+        self.status.readings_total += len(out.readings) + len(out.columns)
         self.status.dead_letters_total += len(out.dead_letters)
         for reason, _ in out.dead_letters:
             log.info("mqtt source %s dead letter: %s", self.name, reason)
