@@ -1,4 +1,4 @@
-"""The networks (torch, training only): a small CNN and a tiny ViT for NEU, a small U-Net with a type head for tiles."""
+"""The networks (torch, training only): a small CNN and a tiny ViT for NEU, a U-Net with two heads for tiles."""
 
 from __future__ import annotations
 
@@ -53,29 +53,54 @@ class TinyVit(nn.Module):
 
 
 class TileUnet(nn.Module):
-    """A three-level U-Net: a defect mask logit per pixel, and class logits (Free + types) from the bottleneck."""
+    """A four-level U-Net for tiles: a defect mask logit per pixel, a defect score from the mask, a type head.
 
-    def __init__(self, classes: int, width: int = 8) -> None:
+    The encoder starts with a stride-2 conv, so every level runs at half the input size or less (the CPU budget);
+    the mask is predicted at half size and upsampled bilinearly to the input size. The image's defect logit is the
+    mean of the `top` highest half-size mask logits (a defect is where the mask is strongest, however small), and
+    the type logits read decoder features pooled under the predicted mask plus the pooled bottleneck. The class
+    logits are [log(1 - s), log(s) + log_softmax(types)] with s = sigmoid(defect logit), so their softmax is exactly
+    P(Free) = 1 - s and P(type) = s * P(type | defect): the serving contract (class logits + mask logits) holds.
+    With mirror, forward() averages the defect logit, type logits and mask over the image and its left-right mirror.
+    """
+
+    def __init__(self, classes: int, width: int = 16, top: int = 16, mirror: bool = False) -> None:
         super().__init__()
         w = width
-        self.d1, self.d2, self.d3 = _block(1, w), _block(w, 2 * w), _block(2 * w, 4 * w)
-        self.bottom = _block(4 * w, 8 * w)
-        self.pool = nn.MaxPool2d(2)
-        self.u3, self.c3 = nn.ConvTranspose2d(8 * w, 4 * w, 2, stride=2), _block(8 * w, 4 * w)
-        self.u2, self.c2 = nn.ConvTranspose2d(4 * w, 2 * w, 2, stride=2), _block(4 * w, 2 * w)
-        self.u1, self.c1 = nn.ConvTranspose2d(2 * w, w, 2, stride=2), _block(2 * w, w)
+        self.top = top
+        self.mirror = mirror
+        self.stem = nn.Sequential(nn.Conv2d(1, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w),
+                                  nn.ReLU(inplace=True), _conv(w, w))
+        self.e2 = nn.Sequential(nn.MaxPool2d(2), _block(w, 2 * w))
+        self.e3 = nn.Sequential(nn.MaxPool2d(2), _block(2 * w, 4 * w))
+        self.e4 = nn.Sequential(nn.MaxPool2d(2), _block(4 * w, 8 * w))
+        # one conv per decoder level: the decoder only has to place what the encoder found
+        self.d3, self.d2, self.d1 = _conv(12 * w, 4 * w), _conv(6 * w, 2 * w), _conv(3 * w, w)
         self.mask = nn.Conv2d(w, 1, 1)
-        self.head = nn.Linear(8 * w + 1, classes)
+        self.types = nn.Linear(12 * w, classes - 1)
+
+    def parts(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(defect logit (n,), type logits (n, classes - 1), half-size mask logits) for a (n, 1, h, w) batch."""
+        a = self.stem(x)
+        b = self.e2(a)
+        c = self.e3(b)
+        z = self.e4(c)
+        y3 = self.d3(torch.cat([nn.functional.interpolate(z, scale_factor=2.0), c], 1))
+        y2 = self.d2(torch.cat([nn.functional.interpolate(y3, scale_factor=2.0), b], 1))
+        y1 = self.d1(torch.cat([nn.functional.interpolate(y2, scale_factor=2.0), a], 1))
+        m = self.mask(y1)
+        defect = torch.topk(m.flatten(1), self.top, dim=1).values.mean(1)
+        wt = nn.functional.avg_pool2d(torch.sigmoid(m), 4)  # the mask at y3's scale (1/8)
+        under = (y3 * wt).sum(dim=(2, 3)) / (wt.sum(dim=(2, 3)) + 1e-3)
+        types = self.types(torch.cat([under, z.mean(dim=(2, 3))], 1))
+        return defect, types, m
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(class logits (n, classes), mask logits (n, 1, h, w)) for a (n, 1, h, w) batch."""
-        a = self.d1(x)
-        b = self.d2(self.pool(a))
-        c = self.d3(self.pool(b))
-        z = self.bottom(self.pool(c))
-        y = self.c3(torch.cat([self.u3(z), c], 1))
-        y = self.c2(torch.cat([self.u2(y), b], 1))
-        y = self.c1(torch.cat([self.u1(y), a], 1))
-        m = self.mask(y)
-        peak = torch.amax(m, dim=(2, 3))  # the mask's strongest pixel tells the head where a defect is
-        return self.head(torch.cat([z.mean(dim=(2, 3)), peak], 1)), m
+        defect, types, m = self.parts(x)
+        if self.mirror:  # two calls, not one batch of 2n: the exported graph keeps a plain dynamic batch axis
+            defect2, types2, m2 = self.parts(x.flip(3))
+            defect, types, m = (defect + defect2) / 2, (types + types2) / 2, (m + m2.flip(3)) / 2
+        d = defect[:, None]
+        logits = torch.cat([nn.functional.logsigmoid(-d), nn.functional.logsigmoid(d) + types.log_softmax(1)], 1)
+        return logits, nn.functional.interpolate(m, scale_factor=2.0, mode="bilinear", align_corners=False)
