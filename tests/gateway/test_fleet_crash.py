@@ -1,4 +1,4 @@
-"""kill -9 of `shopfloor gateway run` polling 50 Modbus devices: after a restart, every poll spooled before the crash is
+"""kill -9 of `shopfloor gateway run` polling 100 Modbus devices: after a restart, every poll spooled before the crash is
 stored exactly once, and what is missing is one contiguous window per device at the moment of the kill.
 
 The devices are plant/modbus_fleet.py: read k of a device returns register i = (7 k + i) mod 65536, and the device
@@ -20,7 +20,7 @@ import pytest
 from plant.modbus_fleet import fleet_toml
 from tests.support import scalar_of, wait_until
 
-DEVICES = 50
+DEVICES = 100
 INVERSE_7 = pow(7, -1, 65536)
 
 
@@ -56,7 +56,7 @@ async def test_kill_9_mid_flush_loses_only_the_window_after_the_last_fsync(conn,
         before = await scalar_of(conn, good)
         await wait_until(lambda: scalar_of(conn, f"{good} HAVING count(*) > {before + 20 * DEVICES * 100}"),
                          timeout=120, what="two more seconds of polls", interval=0.1)
-        procs[0].send_signal(signal.SIGKILL)  # mid-flush: at 50 devices a record is being spooled every few ms
+        procs[0].send_signal(signal.SIGKILL)  # mid-flush: at 100 devices a record is being spooled every few ms
         procs[0].wait()
         at_kill = await scalar_of(conn, good)
         procs.append(gateway(config, tmp_path / "state", tmp_path / "gateway.log"))
