@@ -1,6 +1,7 @@
 """The fleet scenario of bench.gateway: N Modbus devices at 100 ms polls, `shopfloor gateway run` against the bare floor.
 
     python -m bench.gateway --fleet [--devices 10,50,100,200] [--seconds 30] [--warmup 5] [--interval 0.1]
+                                    [--spool-flush S] [--historian-flush S]
 
 A multi-port device simulator (plant/modbus_fleet.py) runs in its own process for the whole run.
 For each device count, in one scratch TimescaleDB database (migrated, the tags registered once):
@@ -52,9 +53,12 @@ PYTHON = sys.executable
 SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
 
 
-def fleet_toml(dsn: str, ports: list[int], spool_dir: Path, interval: float = INTERVAL) -> str:
+def fleet_toml(dsn: str, ports: list[int], spool_dir: Path, interval: float = INTERVAL,
+               args: argparse.Namespace | None = None) -> str:
     """A shopfloor.toml with one Modbus source of REGISTERS uint16 holding registers per port."""
-    return plant_fleet_toml(dsn, ports, spool_dir, interval, REGISTERS)
+    return plant_fleet_toml(dsn, ports, spool_dir, interval, REGISTERS,
+                            spool_flush=getattr(args, "spool_flush", None),
+                            historian_flush=getattr(args, "historian_flush", None))
 
 
 class Simulator:
@@ -197,7 +201,7 @@ async def gateway_phase(conn: psycopg.AsyncConnection, dsn: str, sim: Simulator,
     await conn.execute("TRUNCATE samples")
     sim.command("thaw")
     cfg = workdir / f"fleet-{devices}.toml"
-    cfg.write_text(fleet_toml(dsn, sim.ports[:devices], workdir / f"spool-{devices}", args.interval))
+    cfg.write_text(fleet_toml(dsn, sim.ports[:devices], workdir / f"spool-{devices}", args.interval, args))
     served_start = sim.served(devices)
     env = {**os.environ, "SHOPFLOOR_STATE": str(workdir / "state")}
     log = open(workdir / f"gateway-{devices}.log", "w")
@@ -290,6 +294,9 @@ def line(n: int, gw: dict[str, Any], fl: dict[str, Any], args: argparse.Namespac
     return {
         "bench": "gateway", "scenario": "fleet", "devices": n, "registers_per_device": REGISTERS,
         "poll_interval_s": args.interval,
+        "gateway_settings": {"spool_flush_interval_s": args.spool_flush if args.spool_flush is not None else "default",
+                             "historian_flush_interval_s": (args.historian_flush if args.historian_flush is not None
+                                                            else "default")},
         "served_per_s": round(gw["served_values"] / gw["wall_s"]),
         "stored_per_s": round(gw["stored"] / gw["wall_s"]),
         "floor_stored_per_s": round(fl["stored"] / fl["wall_s"]),
@@ -325,3 +332,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--devices", default=",".join(map(str, DEVICE_COUNTS)), help="device counts, comma-separated")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of stored rows before measuring")
     p.add_argument("--interval", type=float, default=INTERVAL, help="poll interval of every device (s)")
+    p.add_argument("--spool-flush", type=float, help="[gateway.spool] flush_interval of the gateway (default: its own)")
+    p.add_argument("--historian-flush", type=float, help="[historian] flush_interval of the gateway (default: its own)")

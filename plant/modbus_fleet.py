@@ -120,11 +120,15 @@ def main() -> None:
 
 
 
-def fleet_toml(dsn: str, ports: list[int], spool_dir: Path, interval: float = 0.1, registers: int = 100) -> str:
+def fleet_toml(dsn: str, ports: list[int], spool_dir: Path, interval: float = 0.1, registers: int = 100, *,
+               spool_flush: float | None = None, historian_flush: float | None = None) -> str:
     """A shopfloor.toml whose gateway reads this fleet: one Modbus source of `registers` uint16 holding registers
-    per port (text only: the plant imports nothing of the project)."""
-    lines = ["[historian]", f"dsn = {json.dumps(dsn)}", "", "[twin]", "enabled = false", "",
-             "[gateway.spool]", f"directory = {json.dumps(str(spool_dir))}", ""]
+    per port (text only: the plant imports nothing of the project); the flush intervals are written only if given."""
+    lines = ["[historian]", f"dsn = {json.dumps(dsn)}"]
+    lines += [f"flush_interval = {historian_flush}"] if historian_flush is not None else []
+    lines += ["", "[twin]", "enabled = false", "", "[gateway.spool]", f"directory = {json.dumps(str(spool_dir))}"]
+    lines += [f"flush_interval = {spool_flush}"] if spool_flush is not None else []
+    lines += [""]
     for d, port in enumerate(ports):
         lines += ["[[gateway.sources]]", 'type = "modbus"', f'name = "dev{d:03d}"', 'host = "127.0.0.1"',
                   f"port = {port}", f"poll_interval = {interval}", "tags = ["]

@@ -42,3 +42,10 @@ def test_a_tag_repeated_across_sources_names_the_tag_and_both_sources(tmp_path: 
     text = text.replace('name = "dev001.r042"', 'name = "dev000.r042"')
     with pytest.raises(ConfigError, match=r"repeated: 'dev000.r042' in 'dev000' and 'dev001'"):
         parse(text)
+
+
+def test_the_fleet_profile_sets_both_flush_intervals_and_omits_them_by_default(tmp_path: Path) -> None:
+    tuned = parse(fleet_toml("postgresql://x@127.0.0.1/db", [5020], tmp_path, spool_flush=0.1, historian_flush=0.5))
+    assert (tuned.gateway.spool.flush_interval, tuned.historian.flush_interval) == (0.1, 0.5)
+    plain = parse(fleet_toml("postgresql://x@127.0.0.1/db", [5020], tmp_path))
+    assert (plain.gateway.spool.flush_interval, plain.historian.flush_interval) == (0.05, 0.25)
