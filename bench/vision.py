@@ -50,8 +50,11 @@ def ort_vs_torch(reps: int) -> dict[str, Any]:
     torch.manual_seed(0)
     neu = load_model("neu")
     arch = neu.card.inputs.get("architecture", "cnn")
+    tile = load_model("mtile")
+    shape = tile.card.inputs.get("architecture", {})  # the served U-Net's width, top-k and mirroring
+    unet = TileUnet(6, int(shape.get("width", 16)), int(shape.get("top", 16)), bool(shape.get("mirror", False)))
     nets = {f"neu_{arch}": (SmallCnn(6) if arch == "cnn" else TinyVit(6, neu.size), neu.size, ["logits"]),
-            "mtile_unet": (TileUnet(6), load_model("mtile").size, ["logits", "mask_logits"])}
+            "mtile_unet": (unet, tile.size, ["logits", "mask_logits"])}
     out: dict[str, Any] = {}
     rng = np.random.default_rng(0)
     for name, (net, size, outputs) in nets.items():

@@ -349,6 +349,9 @@ def train_mtile(folder: Path, plan: Plan = Plan(), out: Path = MODELS_DIR) -> St
     where = f"random {crop}x{crop} crops (a defective image's crop centred near a defect pixel with chance " \
             f"{plan.on_defect}; a crop's labels come from its mask, so a crop missing the defect is defect-free)" \
         if crop else "whole images"
+    if crop and plan.whole_epochs:
+        where += f", the last {plan.whole_epochs} epochs on whole images"
+    mirrored = " as the mean over the image and its left-right mirror (so served)" if plan.mirror else ""
     card = ModelCard(
         name="mtile", kind="vision-segmenter", version="2.0.0",
         dataset=f"Magnetic-tile surface defects (Huang et al.), {len(y)} image/mask pairs of the developers' part "
@@ -363,14 +366,15 @@ def train_mtile(folder: Path, plan: Plan = Plan(), out: Path = MODELS_DIR) -> St
                  f"logit (mean of the {plan.top} highest half-size mask logits) + type cross-entropy (defective "
                  f"crops; features pooled under the predicted mask + pooled bottleneck); AdamW one-cycle lr "
                  f"{plan.lr}, {plan.epochs} epochs, batch {plan.batch}, {plan.threads} threads. Scored on whole "
-                 f"images: defect score s = sigmoid(defect logit) = 1 - P(Free); AUROC with a 95 % bootstrap "
+                 f"images{mirrored}: defect score s = sigmoid(defect logit) = 1 - P(Free); AUROC with a 95 % bootstrap "
                  f"interval (1000 resamples); type accuracy over defective images (argmax over the 5 types); pixel "
                  f"IoU and Dice pooled over defective images at {size} px, mask logit > 0; out-of-fold predictions "
                  f"pooled",
         metrics={"cv": cv, "refit": refit},
         features=["image"],
         inputs={"size": size, "channels": 1, "scale": "pixel/255", "classes": MTILE_CLASSES,
-                "output": ["logits", "mask_logits"], "free_class": "Free", "valid_input": VALID_INPUT},
+                "output": ["logits", "mask_logits"], "free_class": "Free", "valid_input": VALID_INPUT,
+                "architecture": {"net": "TileUnet", "width": plan.width, "top": plan.top, "mirror": plan.mirror}},
         command=f"shopfloor train vision --set mtile --seed {plan.seed} --epochs {plan.epochs} --folds {plan.folds}",
         trained_at=datetime.now(UTC).isoformat(timespec="seconds"), libraries=_libraries())
     return save(card, export_onnx(model, size, ["logits", "mask_logits"]), out)
