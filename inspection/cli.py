@@ -131,9 +131,6 @@ def quantize(data_set: str, data: Path | None, models: Path | None, calib_per_cl
     from datasets import dataset_dir
     from inspection import quantize as q
 
-    if data_set != "neu":
-        print("shopfloor quantize vision: only --set neu is quantised (the tile U-Net is not)", file=sys.stderr)
-        return 2
     if not 1 <= calib_per_class <= 1000:
         print(f"shopfloor quantize vision: --calib-per-class must be 1..1000, got {calib_per_class}", file=sys.stderr)
         return 2
@@ -141,7 +138,8 @@ def quantize(data_set: str, data: Path | None, models: Path | None, calib_per_cl
         print(f"shopfloor quantize vision: --max-drop must be 0..100 points, got {max_drop}", file=sys.stderr)
         return 2
     try:
-        folder = data if data is not None else dataset_dir("neu-surface-defect", full=True)
+        folder = data if data is not None else dataset_dir(
+            "neu-surface-defect" if data_set == "neu" else "magnetic-tile-defect", full=True)
         result = q.run(folder.resolve(), data_set, models or q.MODELS_DIR, calib_per_class,
                        max_drop_points=max_drop)
     except (OSError, ValueError) as e:
@@ -214,8 +212,9 @@ def _quantize_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, help="folder laid out like the set (default: the full set)")
     p.add_argument("--models", type=Path, help="folder of the model and card (default inspection/models)")
     p.add_argument("--calib-per-class", type=int, default=20, help="calibration images per class (default 20)")
-    p.add_argument("--max-drop", type=float, default=0.5, help="serve int8 only if accuracy drops less than this "
-                                                                "many points (default 0.5)")
+    p.add_argument("--max-drop", type=float, default=0.5, help="serve int8 only if accuracy (neu), or AUROC and type "
+                                                                "accuracy (mtile), drop less than this many points "
+                                                                "(default 0.5)")
     p.set_defaults(func=lambda args, config=None: quantize(args.set, args.data, args.models, args.calib_per_class,
                                                            args.max_drop))
 

@@ -1,5 +1,5 @@
-"""Optional int8 quantisation of the NEU classifier: quantise, compare with fp32 on the same images, serve only if
-the accuracy drop is below a bound.
+"""Optional int8 quantisation of the NEU classifier and the tile U-Net: quantise, compare with fp32 on the same images,
+serve only if the drop is below a bound (NEU: accuracy; tiles: the larger of the AUROC and type-accuracy drops).
 
 Static quantisation (onnxruntime.quantization.quantize_static, QDQ format, int8 weights per output channel, uint8
 activations): a conv net's activations need calibrated ranges, which dynamic quantisation would compute per call and
@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from inspection.images import decode, resize
-from inspection.metrics import wilson
+from inspection.metrics import auroc, softmax, wilson
 from inspection.models import MODELS_DIR
-from inspection.sets import NEU_CLASSES, neu_samples
+from inspection.sets import MTILE_CLASSES, NEU_CLASSES, mtile_samples, neu_samples
 from twin.model_card import ModelCard, load
 
 MAX_DROP_POINTS = 0.5
@@ -49,11 +49,12 @@ class _Reader:
         """Not needed: the quantiser reads the images once."""
 
 
-def images(folder: Path, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """(x (n, 1, size, size) float32 as served, labels) of every NEU image in folder."""
-    samples = neu_samples(folder)
+def images(folder: Path, size: int, data_set: str = "neu") -> tuple[np.ndarray, np.ndarray]:
+    """(x (n, 1, size, size) float32 as served, labels) of every image of the set (neu or mtile) in folder."""
+    samples = neu_samples(folder) if data_set == "neu" else mtile_samples(folder)
     if not samples:
-        raise ValueError(f"{folder}: no NEU images (<class>_<k>.jpg)")
+        layout = "<class>_<k>.jpg" if data_set == "neu" else "MT_<class>/Imgs/*.jpg"
+        raise ValueError(f"{folder}: no {data_set} images ({layout})")
     x = np.stack([resize(decode(s.path.read_bytes()).grey, size)[None] for s in samples]).astype(np.float32)
     return x, np.array([s.label for s in samples])
 
@@ -92,8 +93,8 @@ def _session(onnx: bytes) -> Any:
     return ort.InferenceSession(onnx, options, providers=["CPUExecutionProvider"])
 
 
-def _predict(session: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
-    return np.concatenate([session.run(None, {"image": x[i:i + batch]})[0].argmax(1) for i in range(0, len(x), batch)])
+def _logits(session: Any, x: np.ndarray, batch: int = 64) -> np.ndarray:
+    return np.concatenate([session.run(None, {"image": x[i:i + batch]})[0] for i in range(0, len(x), batch)])
 
 
 def latency_ms(sessions: list[Any], x: np.ndarray, runs: int) -> list[dict[str, float]]:
@@ -111,7 +112,7 @@ def latency_ms(sessions: list[Any], x: np.ndarray, runs: int) -> list[dict[str, 
 def compare(fp32: bytes, int8: bytes, x: np.ndarray, y: np.ndarray, runs: int = 300) -> dict[str, Any]:
     """Accuracy of each model on (x, y), their agreement and the drop in points; 1-thread latency of each."""
     a, b = _session(fp32), _session(int8)
-    pa, pb = _predict(a, x), _predict(b, x)
+    pa, pb = _logits(a, x).argmax(1), _logits(b, x).argmax(1)
     n = len(y)
     ka, kb = int((pa == y).sum()), int((pb == y).sum())
     lat = latency_ms([a, b], x, runs)
@@ -121,19 +122,44 @@ def compare(fp32: bytes, int8: bytes, x: np.ndarray, y: np.ndarray, runs: int = 
             "latency_runs": runs, "speedup_p50": lat[0]["p50"] / lat[1]["p50"]}
 
 
+def compare_tile(fp32: bytes, int8: bytes, x: np.ndarray, y: np.ndarray, runs: int = 300) -> dict[str, Any]:
+    """The tile model's AUROC (defect vs Free) and type accuracy under each, their class agreement, the drop in points
+    (the larger of the two drops); 1-thread latency of each."""
+    a, b = _session(fp32), _session(int8)
+    pa, pb = softmax(_logits(a, x)), softmax(_logits(b, x))
+    defect = y != 0
+    out: dict[str, Any] = {"n": len(y), "n_defective": int(defect.sum())}
+    for name, p in (("fp32", pa), ("int8", pb)):
+        right = int((p[defect, 1:].argmax(1) + 1 == y[defect]).sum())
+        out[f"{name}_auroc"] = auroc(defect, 1 - p[:, 0])
+        out[f"{name}_type_accuracy"] = right / max(int(defect.sum()), 1)
+        out[f"{name}_type_accuracy_ci95"] = wilson(right, int(defect.sum()))
+    lat = latency_ms([a, b], x, runs)
+    out.update({"agreement": float((pa.argmax(1) == pb.argmax(1)).mean()),
+                "drop_points": 100.0 * max(out["fp32_auroc"] - out["int8_auroc"],
+                                           out["fp32_type_accuracy"] - out["int8_type_accuracy"]),
+                "fp32_latency_ms": lat[0], "int8_latency_ms": lat[1], "latency_runs": runs,
+                "speedup_p50": lat[0]["p50"] / lat[1]["p50"]})
+    return out
+
+
 def run(data: Path, name: str = "neu", folder: Path = MODELS_DIR, calib_per_class: int = 20, runs: int = 1000,
         max_drop_points: float = MAX_DROP_POINTS) -> dict[str, Any]:
     """Quantise the model's fp32 version, compare it with fp32 on every image in `data`, record it in the card, and
     serve int8 only if the drop is below `max_drop_points` (else fp32); the card's record."""
     stored = load(name, folder)
     card: ModelCard = stored.card
-    if card.inputs.get("classes") != NEU_CLASSES:
-        raise ValueError(f"{name}: only the NEU classifier is quantised here (its card lists other classes)")
+    sets = {"neu": NEU_CLASSES, "mtile": MTILE_CLASSES}
+    data_set = next((k for k, classes in sets.items() if card.inputs.get("classes") == classes), None)
+    if data_set is None:
+        raise ValueError(f"{name}: only the NEU classifier and the tile U-Net are quantised here (its card lists "
+                         f"other classes)")
     fp32 = _fp32(card, stored.onnx_bytes(), folder)
-    x, y = images(data, int(card.inputs["size"]))
+    x, y = images(data, int(card.inputs["size"]), data_set)
     pick = calibration_pick(y, calib_per_class)
     int8 = quantize_bytes(fp32, x[pick])
-    result = compare(fp32, int8, x, y, runs)
+    result = (compare if data_set == "neu" else compare_tile)(fp32, int8, x, y, runs)
+    what = "accuracy" if data_set == "neu" else "AUROC or type accuracy"
     served = result["drop_points"] < max_drop_points
     result.update({
         "images": f"every image of {data.resolve()} ({len(y)}); the fp32 model was refitted on these same images, "
@@ -142,8 +168,8 @@ def run(data: Path, name: str = "neu", folder: Path = MODELS_DIR, calib_per_clas
                        "quantize_static QDQ, per-channel int8 weights, uint8 activations, MinMax",
         "fp32_sha256": hashlib.sha256(fp32).hexdigest(), "int8_sha256": hashlib.sha256(int8).hexdigest(),
         "max_drop_points": max_drop_points, "served": "int8" if served else "fp32",
-        "decision": (f"int8 served: accuracy drop {result['drop_points']:.2f} points < {max_drop_points}" if served
-                     else f"fp32 kept: int8 accuracy drop {result['drop_points']:.2f} points, not below "
+        "decision": (f"int8 served: {what} drop {result['drop_points']:.2f} points < {max_drop_points}" if served
+                     else f"fp32 kept: int8 {what} drop {result['drop_points']:.2f} points, not below "
                           f"{max_drop_points}"),
     })
     card.metrics["int8"] = result

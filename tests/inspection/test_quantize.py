@@ -1,5 +1,5 @@
-"""`shopfloor quantize vision` on the committed NEU slice: int8 built, compared with fp32 on the same images, recorded
-in the card, and served only below the accuracy-drop bound (these images were trained on: a test of the path)."""
+"""`shopfloor quantize vision` on the committed NEU and tile slices: int8 built, compared with fp32 on the same images,
+recorded in the card, and served only below the drop bound (these images were trained on: a test of the path)."""
 
 import hashlib
 import json
@@ -65,6 +65,24 @@ def test_quantize_records_the_comparison_and_serves_by_the_bound(models):
     _served_model_runs(models)
 
 
+def test_the_tile_model_is_quantised_by_its_auroc_and_type_accuracy(tmp_path):
+    for p in MODELS_DIR.glob("mtile*"):  # a copy: the committed model is left as it is
+        shutil.copy(p, tmp_path / p.name)
+    r = _run("--set", "mtile", "--data", str(SLICES / "magnetic-tile-defect"), "--models", str(tmp_path),
+             "--calib-per-class", "2")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["n"] == 18 and out["n_defective"] == 15 and 0 <= out["agreement"] <= 1
+    assert out["drop_points"] == pytest.approx(100 * max(out["fp32_auroc"] - out["int8_auroc"],
+                                                         out["fp32_type_accuracy"] - out["int8_type_accuracy"]))
+    assert out["served"] == ("int8" if out["drop_points"] < 0.5 else "fp32")
+    card = load("mtile", tmp_path).card
+    assert card.inputs["precision"] == out["served"] and card.sha256 == _sha(tmp_path / "mtile.onnx")
+    stored = load("mtile", tmp_path)
+    result = VisionModel(stored.card, stored.onnx_bytes()).run(np.full((300, 200), 128, np.uint8))
+    assert result.mask is not None and result.mask.shape == (300, 200) and 0 <= result.score <= 1
+
+
 def test_calibration_takes_each_class():
     labels = np.repeat(np.arange(6), 3)
     pick = calibration_pick(labels, 2)
@@ -72,7 +90,7 @@ def test_calibration_takes_each_class():
 
 
 @pytest.mark.parametrize(("args", "problem"), [
-    (["--set", "mtile"], "only --set neu"),
+    (["--set", "mtile", "--max-drop", "101"], "--max-drop"),
     (["--set", "neu", "--calib-per-class", "0"], "--calib-per-class"),
     (["--set", "neu", "--max-drop", "-1"], "--max-drop"),
 ])
