@@ -124,9 +124,9 @@ def demo_inspection_table(plant: PlantConfig) -> dict[str, Any]:
     """demo_inspection as the [inspection] table of shopfloor.toml would write it."""
     if not plant.camera_folder:
         return {"stations": []}
-    # magnetic tiles: the model that tells a good part (MT_Free) from a defect (every NEU class is a defect). At 0.5
-    # it calls 87 % of the developers' MT_Free images NG, at 0.9 1.9 % (and 49 % of the defect images), both measured
-    # on the images it was refitted on (inspection/README.md); with ~3 % NG, subgroups of 50 hold a few NG parts
+    # magnetic tiles: the model that tells a good part (MT_Free) from a defect (every NEU class is a defect). At 0.9
+    # it calls 1.7 % of the developers' MT_Free images NG out of fold (at 0.5: 17 %) and 66.5 % of the defect images
+    # (inspection/README.md); with ~3 % NG, subgroups of 50 hold a few NG parts
     return {"stations": [{"name": camera_station(plant), "machine": plant.camera_machine, "model": "mtile",
                           "threshold": 0.9, "pchart_n": 50, "pchart_baseline": 10,
                           # presses report their lot over OPC UA (CurrentLot); the others have no lot tag
