@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -32,6 +32,8 @@ from inspection.images import decode, resize, resize_mask
 from inspection.nets import SmallCnn, TileUnet, TinyVit
 from inspection.sets import MTILE_CLASSES, NEU_CLASSES, Sample, mtile_samples, neu_samples, stratified_folds
 from twin.model_card import ModelCard, StoredModel, save
+
+M = TypeVar("M", bound=nn.Module)
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 NEU_SIZE = 96
@@ -115,19 +117,32 @@ def fit(model: nn.Module, x: np.ndarray, y: np.ndarray, plan: Plan, label: str =
     weight = torch.from_numpy(counts.sum() / counts ** power / (counts.sum() / counts ** power).mean())
     draw = torch.from_numpy((1 / np.sqrt(counts))[y].astype(np.float64))
     ce = nn.CrossEntropyLoss(weight=weight.float())
-    steps = math.ceil(len(x) / plan.batch)
+
+    def order(_: int) -> Any:
+        return torch.multinomial(draw, len(x), replacement=True, generator=gen) if plan.balanced \
+            else torch.randperm(len(x), generator=gen)
+
+    def batch_loss(_: int, idx: Any) -> torch.Tensor:
+        xb, _ = _augment(xt[idx], gen)
+        return ce(model(xb), yt[idx])
+
+    return _train_epochs(model, len(x), plan, label, order, batch_loss)
+
+
+def _train_epochs(model: M, n: int, plan: Plan, label: str, order: Callable[[int], Any],
+                  batch_loss: Callable[[int, Any], torch.Tensor]) -> M:
+    """AdamW with a one-cycle schedule over plan.epochs epochs of n samples, drawn per epoch by order(epoch) and
+    batched; batch_loss(epoch, indices) is minimised; a progress bar per epoch, its mean loss on stderr."""
+    steps = math.ceil(n / plan.batch)
     opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, plan.lr, total_steps=steps * plan.epochs)
     model.train()
     for epoch in range(plan.epochs):
-        order = torch.multinomial(draw, len(x), replacement=True, generator=gen) if plan.balanced \
-            else torch.randperm(len(x), generator=gen)
+        drawn = order(epoch)
         total = 0.0
         bar = tqdm(range(steps), desc=f"{label} epoch {epoch + 1}/{plan.epochs}", unit="batch", leave=False)
         for b in bar:
-            idx = order[b * plan.batch:(b + 1) * plan.batch]
-            xb, _ = _augment(xt[idx], gen)
-            loss = ce(model(xb), yt[idx])
+            loss = batch_loss(epoch, drawn[b * plan.batch:(b + 1) * plan.batch])
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -179,40 +194,29 @@ def fit_tile(model: TileUnet, x: np.ndarray, y: np.ndarray, m: np.ndarray, plan:
     type_ce = nn.CrossEntropyLoss(weight=torch.from_numpy(tw / tw.mean()).float())
     yt = torch.from_numpy(y).long()
     pos_weight = torch.tensor([plan.pos_weight])
-    steps = math.ceil(len(x) / plan.batch)
-    opt = torch.optim.AdamW(model.parameters(), lr=plan.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, plan.lr, total_steps=steps * plan.epochs)
-    model.train()
-    for epoch in range(plan.epochs):
-        order = torch.multinomial(draw, len(x), replacement=True, generator=gen).numpy()
-        total = 0.0
-        bar = tqdm(range(steps), desc=f"{label} epoch {epoch + 1}/{plan.epochs}", unit="batch", leave=False)
-        for b in bar:
-            idx = order[b * plan.batch:(b + 1) * plan.batch]
-            if plan.crop and epoch < plan.epochs - plan.whole_epochs:
-                xb, mb = _crops(x, m, idx, plan, positives, rng)
-            else:
-                xb, mb = torch.from_numpy(x[idx]), torch.from_numpy(m[idx])
-            xb, mb = _augment(xb, gen, mb)
-            assert mb is not None
-            defect, types, half = model.parts(xb)
-            mlogits = nn.functional.interpolate(half, scale_factor=2.0, mode="bilinear", align_corners=False)
-            # a crop's labels come from its mask: a crop that misses the defect is a defect-free crop
-            has = mb.amax(dim=(1, 2, 3))
-            loss = nn.functional.binary_cross_entropy_with_logits(mlogits, mb, pos_weight=pos_weight) \
-                + nn.functional.binary_cross_entropy_with_logits(defect, has)
-            sel = has > 0
-            if sel.any():
-                loss = loss + _dice_loss(mlogits[sel], mb[sel]) + type_ce(types[sel], yt[idx][sel] - 1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{total / (b + 1):.3f}")
-        tqdm.write(f"{label} epoch {epoch + 1}/{plan.epochs} loss {total / steps:.4f}", file=sys.stderr)
-    model.eval()
-    return model
+
+    def order(_: int) -> Any:
+        return torch.multinomial(draw, len(x), replacement=True, generator=gen).numpy()
+
+    def batch_loss(epoch: int, idx: Any) -> torch.Tensor:
+        if plan.crop and epoch < plan.epochs - plan.whole_epochs:
+            xb, mb = _crops(x, m, idx, plan, positives, rng)
+        else:
+            xb, mb = torch.from_numpy(x[idx]), torch.from_numpy(m[idx])
+        xb, mb = _augment(xb, gen, mb)
+        assert mb is not None
+        defect, types, half = model.parts(xb)
+        mlogits = nn.functional.interpolate(half, scale_factor=2.0, mode="bilinear", align_corners=False)
+        # a crop's labels come from its mask: a crop that misses the defect is a defect-free crop
+        has = mb.amax(dim=(1, 2, 3))
+        loss = nn.functional.binary_cross_entropy_with_logits(mlogits, mb, pos_weight=pos_weight) \
+            + nn.functional.binary_cross_entropy_with_logits(defect, has)
+        sel = has > 0
+        if sel.any():
+            loss = loss + _dice_loss(mlogits[sel], mb[sel]) + type_ce(types[sel], yt[idx][sel] - 1)
+        return loss
+
+    return _train_epochs(model, len(x), plan, label, order, batch_loss)
 
 
 @torch.no_grad()
