@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 from pymodbus.framer import FramerType
@@ -23,6 +24,7 @@ from pymodbus.pdu import ModbusPDU
 
 from gateway.modbus import codec
 from gateway.modbus.block import BlockDecoder
+from gateway.modbus.lean import LeanTcpClient
 from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
 from gateway.modbus.requests import ReadRequest, group
 from gateway.cancel import honour_cancellation
@@ -50,10 +52,9 @@ EXCEPTION_NAMES = {
 _EXCEPTION_QUALITY = {1: Quality.BAD_CONFIG_ERROR, 2: Quality.BAD_CONFIG_ERROR,
                       10: Quality.BAD_COMM_FAILURE, 11: Quality.BAD_COMM_FAILURE}
 _ILLEGAL_ADDRESS = 2
-_FRAMERS = {"tcp": FramerType.SOCKET, "rtu-over-tcp": FramerType.RTU, "rtu": FramerType.RTU}
 _READS = {"coil": "read_coils", "discrete_input": "read_discrete_inputs", "holding": "read_holding_registers",
           "input": "read_input_registers"}  # the client's read method of each table
-Client = AsyncModbusTcpClient | AsyncModbusSerialClient
+Client = LeanTcpClient | AsyncModbusTcpClient | AsyncModbusSerialClient
 
 
 def describe_exception(code: int) -> str:
@@ -225,6 +226,8 @@ class ModbusSource:
     def _new_client(self) -> Client:
         """A fresh client for the configured transport (never reused after a failure)."""
         c = self.config
+        if c.framing == "tcp":
+            return LeanTcpClient(c.host, int(c.port or 0), c.timeout)
         # reconnect_delay=0: pymodbus must not reconnect on its own, run() does it with our backoff;
         # retries=0: the next poll is the retry
         if c.framing == "rtu":
@@ -243,7 +246,7 @@ class ModbusSource:
         return AsyncModbusTcpClient(
             c.host,
             port=int(c.port or 0),
-            framer=_FRAMERS[c.framing],
+            framer=FramerType.RTU,  # rtu-over-tcp: "tcp" (MBAP) takes the lean client above
             name=self.name,
             timeout=c.timeout,
             retries=0,
@@ -328,6 +331,8 @@ class ModbusSource:
                     column, quality = block.columns(values[: request.count])
                     self._block_sink.put_block(request.names, ts_us, column, quality)
                     return ReadingColumns()
+            if isinstance(values, np.ndarray):  # the lean client's registers: codec takes a list of ints
+                values = values.tolist()
             return self._decode(request, values[: request.count], ts_us, outbox)
         code = response.exception_code
         if code == _ILLEGAL_ADDRESS and len(smaller := request.split()) > 1:
