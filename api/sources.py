@@ -33,6 +33,8 @@ class SourceOut(msgspec.Struct):
     tags_live: int = 0
     tag_errors: dict[str, str] = msgspec.field(default_factory=dict)
     """Tags that are not live, each with why (e.g. the server refused to monitor it)."""
+    readings_skipped: int = 0
+    """Readings a polling source did not take while the spool was full (backpressure, counted, never read)."""
 
 
 class SourceController(Controller):
@@ -49,7 +51,7 @@ class SourceController(Controller):
         cur = await conn.execute(
             """SELECT name, kind, connected, last_error, last_error_at, readings_total, readings_per_s,
                       dead_letters_total, reconnects_total, spool_records, spool_bytes, spool_dropped, updated_at,
-                      tags_total, tags_live, tag_errors
+                      tags_total, tags_live, tag_errors, readings_skipped
                FROM sources ORDER BY name"""
         )
         return [SourceOut(*r) for r in await cur.fetchall()]

@@ -228,6 +228,10 @@ class SpoolSink:
         """Hand over one numeric response without waiting; counted in the source's status once on disk."""
         self._collector.put_block(self._status, tags, ts_us, values, quality)
 
+    def full(self) -> bool:
+        """True while the spool is full: a polling source skips its polls (and counts them) until it is not."""
+        return self._collector.spool.full
+
     async def room(self, limit: int) -> None:
         """Wait while more than `limit` rows handed over with put_block are not yet on disk."""
         await self._collector.room(limit)

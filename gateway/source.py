@@ -127,6 +127,8 @@ class SourceStatus:
     readings_total: int = 0
     dead_letters_total: int = 0
     reconnects_total: int = 0
+    readings_skipped: int = 0
+    """Readings not taken because the spool was full: polls skipped (backpressure), never read and dropped."""
     started_at: float = field(default_factory=time.time)
     tags_total: int = 0
     """How many tags the source is configured to read."""

@@ -302,6 +302,11 @@ class Spool:
         return sum(self._sizes.values())
 
     @property
+    def full(self) -> bool:
+        """Less than a segment of room left: polled sources skip polls rather than make it drop its oldest."""
+        return self.bytes + self.segment_bytes > self.max_bytes
+
+    @property
     def depth(self) -> int:
         """Records appended and not yet committed."""
         return self._next_seq - 1 - self.committed

@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 _INSERT = """
 INSERT INTO sources (name, kind, connected, last_error, last_error_at, readings_total, readings_per_s,
                      dead_letters_total, reconnects_total, spool_records, spool_bytes, spool_dropped,
-                     tags_total, tags_live, tag_errors, updated_at)
+                     tags_total, tags_live, tag_errors, readings_skipped, updated_at)
 VALUES """
-_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
+_ROW = "(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, now())"
 _ON_CONFLICT = """
 ON CONFLICT (name) DO UPDATE SET
     kind = EXCLUDED.kind, connected = EXCLUDED.connected, last_error = EXCLUDED.last_error,
@@ -32,7 +32,7 @@ ON CONFLICT (name) DO UPDATE SET
     reconnects_total = EXCLUDED.reconnects_total, spool_records = EXCLUDED.spool_records,
     spool_bytes = EXCLUDED.spool_bytes, spool_dropped = EXCLUDED.spool_dropped,
     tags_total = EXCLUDED.tags_total, tags_live = EXCLUDED.tags_live, tag_errors = EXCLUDED.tag_errors,
-    updated_at = now()
+    readings_skipped = EXCLUDED.readings_skipped, updated_at = now()
 """
 
 
@@ -58,6 +58,8 @@ async def publish_status(dsn: str, statuses: Sequence[SourceStatus], spool: Spoo
     rates = metrics.gauge("shopfloor_source_readings_per_second", "Readings per second over the last interval")
     live = metrics.gauge("shopfloor_source_tags_live", "Configured tags of a source that are live")
     failed = metrics.gauge("shopfloor_source_tags_failed", "Configured tags of a source that failed")
+    skipped = metrics.gauge("shopfloor_source_readings_skipped_total",
+                            "Readings a polling source did not take because the spool was full")
     last = {s.name: (s.readings_total, time.monotonic()) for s in statuses}
     conn: psycopg.AsyncConnection | None = None
     try:
@@ -75,10 +77,11 @@ async def publish_status(dsn: str, statuses: Sequence[SourceStatus], spool: Spoo
                 rates.set(rate, **labels)
                 live.set(s.tags_live, **labels)
                 failed.set(len(s.tag_errors), **labels)
+                skipped.set(s.readings_skipped, **labels)
                 err_at = datetime.fromtimestamp(s.last_error_at, timezone.utc) if s.last_error_at else None
                 rows.append((s.name, s.kind, s.connected, s.last_error, err_at, s.readings_total, rate,
                              s.dead_letters_total, s.reconnects_total, spool.depth, spool.bytes, spool.dropped_samples,
-                             s.tags_total, s.tags_live, Jsonb(dict(s.tag_errors))))
+                             s.tags_total, s.tags_live, Jsonb(dict(s.tag_errors)), s.readings_skipped))
             try:
                 if conn is None or conn.closed:
                     conn = await connect(dsn)

@@ -14,7 +14,7 @@ import math
 import random
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -52,6 +52,7 @@ EXCEPTION_NAMES = {
 _EXCEPTION_QUALITY = {1: Quality.BAD_CONFIG_ERROR, 2: Quality.BAD_CONFIG_ERROR,
                       10: Quality.BAD_COMM_FAILURE, 11: Quality.BAD_COMM_FAILURE}
 _ILLEGAL_ADDRESS = 2
+_SKIP_PAUSE = 0.01  # seconds a flat-out poll group waits between looks at a full spool
 _READS = {"coil": "read_coils", "discrete_input": "read_discrete_inputs", "holding": "read_holding_registers",
           "input": "read_input_registers"}  # the client's read method of each table
 Client = LeanTcpClient | AsyncModbusTcpClient | AsyncModbusSerialClient
@@ -117,6 +118,8 @@ class ModbusSource:
         self._failing: dict[str, str] = {}  # request -> its last exception, to log changes only
         self._undecodable: dict[str, list[int]] = {}  # tag -> registers already dead-lettered
         self._blocks: dict[int, tuple[ReadRequest, BlockDecoder]] = {}  # id(request) -> its numeric decoder
+        self._spool_full: Callable[[], bool] = _never_full
+        self._skipping = False  # polls are being skipped (the warning is logged once per episode)
         self._block_sink: Any = None  # the sink, when it takes numeric responses as columns (put_block)
         # one request on the wire at a time: the groups' polls and writes share the one connection,
         # and a serial line (or an RTU converter) cannot tell interleaved answers apart
@@ -139,6 +142,9 @@ class ModbusSource:
         # reporting): good responses go to it as numpy columns without waiting; the outbox keeps
         # what needs a row each (bad quality, strings, bools, dead letters)
         self._block_sink = sink if getattr(sink, "takes_blocks", False) else None
+        # a spool sink says when its spool is full: polls are then skipped and counted (backpressure)
+        # rather than read and made to push the spool's oldest records out
+        self._spool_full = getattr(sink, "full", _never_full)
         try:
             await run_beside(outbox, self._connect_forever(outbox), f"modbus:{self.name}")
         except asyncio.CancelledError:
@@ -292,12 +298,16 @@ class ModbusSource:
         interval = poll_group.interval
         due = loop.time()
         while True:
-            poll = ReadingColumns()
-            for request in list(poll_group.requests):
-                poll.extend(await self._read(client, poll_group, request, outbox))
-                honour_cancellation()
-            if poll:
-                outbox.put_columns(poll)
+            if self._spool_full():
+                self._skip(poll_group)
+            else:
+                self._skipping = False
+                poll = ReadingColumns()
+                for request in list(poll_group.requests):
+                    poll.extend(await self._read(client, poll_group, request, outbox))
+                    honour_cancellation()
+                if poll:
+                    outbox.put_columns(poll)
             await outbox.wait_for_room()  # a slow sink slows the polls down rather than losing readings
             if self._block_sink is not None:
                 await self._block_sink.room(self.config.max_pending)
@@ -309,8 +319,18 @@ class ModbusSource:
                 # answers, not between its answer and the next request (another group still gets
                 # the wire: the lock hands it to whoever waited first)
                 due = now
+                if self._skipping:  # polling flat out against a full spool: look again soon, not in a busy loop
+                    await asyncio.sleep(_SKIP_PAUSE)
                 continue
             await asyncio.sleep(due - now)
+
+    def _skip(self, poll_group: PollGroup) -> None:
+        """Count a poll not taken because the spool is full; say so once per episode."""
+        self.status.readings_skipped += sum(len(r.tags) for r in poll_group.requests)
+        if not self._skipping:
+            self._skipping = True
+            log.warning("%s: the spool is full: skipping polls (counted in readings_skipped) until it has room",
+                        self.name)
 
     async def _read(
         self, client: Client, poll_group: PollGroup, request: ReadRequest, outbox: Outbox
@@ -410,6 +430,11 @@ class ModbusSource:
             keep = [i for i in range(n) if i not in skip]
             out = ReadingColumns(*([col[i] for i in keep] for col in (out.tags, out.values, out.ts_us, out.quality)))
         return out
+
+def _never_full() -> bool:
+    """A sink without a spool (tests' MemorySink) is never full."""
+    return False
+
 
 def _payload(tag: ModbusTag, words: Sequence[int]) -> dict[str, Any]:
     return {"tag": tag.name, "table": tag.table, "address": tag.address, "type": tag.type,
