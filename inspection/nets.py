@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 import torch
 from torch import nn
+
+T = TypeVar("T", torch.Tensor, tuple[torch.Tensor, ...])
+
+
+def mirror_mean(f: Callable[[torch.Tensor], T], x: torch.Tensor) -> T:
+    """The mean of f's outputs over the image and its left-right mirror; an output that is a map (4-d) is flipped back
+    first. Two calls, not one batch of 2n: the exported graph keeps a plain dynamic batch axis."""
+    a, b = f(x), f(x.flip(3))
+    if isinstance(a, torch.Tensor):
+        return (a + (b.flip(3) if b.dim() == 4 else b)) / 2
+    return tuple((p + (q.flip(3) if q.dim() == 4 else q)) / 2 for p, q in zip(a, b))
 
 
 def _block(cin: int, cout: int) -> nn.Sequential:
@@ -16,26 +29,35 @@ def _conv(cin: int, cout: int) -> nn.Sequential:
 
 
 class SmallCnn(nn.Module):
-    """A stride-2 stem, one conv per stage (16-32-64-128 channels, pooled between), global average pool, head."""
+    """A stride-2 stem, one conv per stage (16-32-64-128 channels, pooled between), global average pool, head.
+    With mirror, eval-mode logits are the mean over the image and its left-right mirror (training sees one view)."""
 
-    def __init__(self, classes: int, width: int = 16) -> None:
+    def __init__(self, classes: int, width: int = 16, mirror: bool = False) -> None:
         super().__init__()
         w = width
+        self.mirror = mirror
         self.features = nn.Sequential(nn.Conv2d(1, w, 3, stride=2, padding=1), nn.ReLU(inplace=True),
                                       _conv(w, 2 * w), nn.MaxPool2d(2),
                                       _conv(2 * w, 4 * w), nn.MaxPool2d(2), _conv(4 * w, 8 * w))
         self.head = nn.Linear(8 * w, classes)
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of one view of a (n, 1, h, w) batch."""
+        return self.head(self.features(x).mean(dim=(2, 3)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits for a (n, 1, h, w) batch."""
-        return self.head(self.features(x).mean(dim=(2, 3)))
+        return mirror_mean(self.logits, x) if self.mirror and not self.training else self.logits(x)
 
 
 class TinyVit(nn.Module):
-    """A vision transformer: patch embedding, class token, a few pre-norm encoder layers, linear head."""
+    """A vision transformer: patch embedding, class token, a few pre-norm encoder layers, linear head. With mirror, as
+    SmallCnn."""
 
-    def __init__(self, classes: int, size: int, patch: int = 8, dim: int = 48, depth: int = 3, heads: int = 4) -> None:
+    def __init__(self, classes: int, size: int, patch: int = 8, dim: int = 48, depth: int = 3, heads: int = 4,
+                 mirror: bool = False) -> None:
         super().__init__()
+        self.mirror = mirror
         self.embed = nn.Conv2d(1, dim, patch, stride=patch)
         tokens = (size // patch) ** 2
         self.cls = nn.Parameter(torch.zeros(1, 1, dim))
@@ -45,11 +67,15 @@ class TinyVit(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, classes)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for a (n, 1, h, w) batch."""
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of one view of a (n, 1, h, w) batch."""
         t = self.embed(x).flatten(2).transpose(1, 2)
         t = torch.cat([self.cls.expand(t.shape[0], -1, -1), t], dim=1) + self.pos
         return self.head(self.norm(self.encoder(t)[:, 0]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits for a (n, 1, h, w) batch."""
+        return mirror_mean(self.logits, x) if self.mirror and not self.training else self.logits(x)
 
 
 class TileUnet(nn.Module):
@@ -97,10 +123,7 @@ class TileUnet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(class logits (n, classes), mask logits (n, 1, h, w)) for a (n, 1, h, w) batch."""
-        defect, types, m = self.parts(x)
-        if self.mirror:  # two calls, not one batch of 2n: the exported graph keeps a plain dynamic batch axis
-            defect2, types2, m2 = self.parts(x.flip(3))
-            defect, types, m = (defect + defect2) / 2, (types + types2) / 2, (m + m2.flip(3)) / 2
+        defect, types, m = mirror_mean(self.parts, x) if self.mirror else self.parts(x)
         d = defect[:, None]
         logits = torch.cat([nn.functional.logsigmoid(-d), nn.functional.logsigmoid(d) + types.log_softmax(1)], 1)
         return logits, nn.functional.interpolate(m, scale_factor=2.0, mode="bilinear", align_corners=False)
