@@ -479,6 +479,9 @@ class GatedSink:
             raise asyncio.CancelledError
         self.inner.put_block(tags, ts_us, values, quality)
 
+    def full(self) -> bool:
+        return bool(self.inner.full())
+
     async def room(self, limit: int) -> None:
         await self.inner.room(limit)
 

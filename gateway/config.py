@@ -26,7 +26,7 @@ class SpoolConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Beyond this the oldest records are dropped, and counted."""
     segment_bytes: int = 16 << 20
     fsync: bool = True
-    flush_interval: float = 0.05
+    flush_interval: float = 0.1
     """Seconds what every source publishes waits to share one spool record and fsync (group commit); 0: at once."""
 
     def __post_init__(self) -> None:

@@ -45,7 +45,7 @@ def test_a_tag_repeated_across_sources_names_the_tag_and_both_sources(tmp_path: 
 
 
 def test_the_fleet_profile_sets_both_flush_intervals_and_omits_them_by_default(tmp_path: Path) -> None:
-    tuned = parse(fleet_toml("postgresql://x@127.0.0.1/db", [5020], tmp_path, spool_flush=0.1, historian_flush=0.5))
-    assert (tuned.gateway.spool.flush_interval, tuned.historian.flush_interval) == (0.1, 0.5)
+    tuned = parse(fleet_toml("postgresql://x@127.0.0.1/db", [5020], tmp_path, spool_flush=0.2, historian_flush=0.5))
+    assert (tuned.gateway.spool.flush_interval, tuned.historian.flush_interval) == (0.2, 0.5)
     plain = parse(fleet_toml("postgresql://x@127.0.0.1/db", [5020], tmp_path))
-    assert (plain.gateway.spool.flush_interval, plain.historian.flush_interval) == (0.05, 0.25)
+    assert (plain.gateway.spool.flush_interval, plain.historian.flush_interval) == (0.1, 0.25)

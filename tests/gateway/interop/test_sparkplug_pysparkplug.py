@@ -23,6 +23,7 @@ from gateway.testing import MemorySink
 from historian.samples import Quality, to_us
 from tests.gateway.interop.peers import PythonPeer
 from tests.gateway.test_mqtt import broker, broker_is_up, config, readings, running, unique  # noqa: F401
+from tests.support import wait_until
 
 # name -> (pysparkplug DataType, birth value, alias); DATETIME values are epoch ms
 DEVICE = {
@@ -157,7 +158,8 @@ async def test_clean_ndeath_with_pysparkplugs_bdseq_and_the_will_mark_every_metr
         peer.proc.stdin.write(b'{"op": "die"}\n')  # type: ignore[union-attr]  # no DISCONNECT: the will
         await sink.wait_for(lambda s: len(stale(s)) == 2 * len(tags))
         # the will is the NDEATH registered at CONNECT: it matches that session's NBIRTH
-        await sink.wait_for(lambda s: len(bd_seqs(seen, "NDEATH")) == 2)
+        # polled, not sink.wait_for: the wire subscriber may see the will after the sink's last change
+        await wait_until(lambda: len(bd_seqs(seen, "NDEATH")) == 2, what="the will on the wire")
         births, deaths = bd_seqs(seen, "NBIRTH"), bd_seqs(seen, "NDEATH")
         assert deaths[1] == births[1] and births[1] != births[0]
     assert sink.readings[-1].quality == STALE_QUALITY and not source.status.last_error
