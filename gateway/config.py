@@ -28,10 +28,14 @@ class SpoolConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     fsync: bool = True
     flush_interval: float = 0.1
     """Seconds what every source publishes waits to share one spool record and fsync (group commit); 0: at once."""
+    flush_rows: int = 1000
+    """Readings of sources that wait for the disk (MQTT, OPC UA) that start a record before flush_interval is up."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.flush_interval <= 1:
             raise ValueError(f"flush_interval: must be 0..1 seconds, got {self.flush_interval}")
+        if self.flush_rows < 1:
+            raise ValueError(f"flush_rows: must be at least 1, got {self.flush_rows}")
         if self.segment_bytes < 4096:
             raise ValueError(f"segment_bytes must be >= 4096, got {self.segment_bytes}")
         if self.max_bytes < 2 * self.segment_bytes:

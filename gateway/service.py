@@ -83,7 +83,7 @@ class Gateway:
                            fsync=config.spool.fsync, count_samples=count_samples)
         # group commit happens in the collector (one record per flush interval for every source),
         # so the spool itself fsyncs each record as soon as it is written
-        self.collector = Collector(self.spool, config.spool.flush_interval)
+        self.collector = Collector(self.spool, config.spool.flush_interval, config.spool.flush_rows)
         self.sources: list[Source] = [build_source(s) for s in config.sources]
         for src, cfg in zip(self.sources, config.sources):
             src.status.tags_total = len(source_tags(cfg))

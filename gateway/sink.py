@@ -22,12 +22,21 @@ class Collector:
     it is on disk. The flush is a task of its own, shielded from the publishers: a publisher
     cancelled while it waits (a gateway stopping) does not cancel the others' flush, and a later
     publish (the outbox's final flush) starts a new one.
+
+    A flush does not sit out its interval once `flush_rows` readings of publishes (sources that
+    wait for the disk: MQTT acknowledges its broker after it, OPC UA's outbox sends its next batch
+    after it) are in: they would only wait, and a push source's throughput is what it may have in
+    flight divided by that wait. Blocks (put_block: polls that do not wait) never cut it short.
     """
 
-    def __init__(self, spool: Spool, interval: float = 0.0) -> None:
+    def __init__(self, spool: Spool, interval: float = 0.0, flush_rows: int = 1000) -> None:
         self.spool = spool
         self.interval = interval
         """Seconds a flush waits for more publishes to share its record (0: the same loop turn only)."""
+        self.flush_rows = flush_rows
+        """Readings of waiting publishes that start the flush before the interval is up."""
+        self._waiting_rows = 0
+        self._early: asyncio.Event | None = None  # set to start the pending flush at once
         self._sources: list[str] = []
         self._parts: list[ReadingColumns] = []
         self._letters: list[SpooledLetter] = []
@@ -42,7 +51,11 @@ class Collector:
         """Add one source's readings to the next record; returns once that record is on disk."""
         self._sources.append(source)
         self._parts.append(columns)
-        await self._durable()
+        flush = self._next_flush()
+        self._waiting_rows += len(columns)
+        if self._waiting_rows >= self.flush_rows and self._early is not None:
+            self._early.set()
+        await asyncio.shield(flush)
 
     async def dead_letter(self, source: str, reason: str, payload: dict[str, Any]) -> None:
         """Add a dead letter of one source to the next record; returns once it is on disk."""
@@ -91,19 +104,24 @@ class Collector:
     def _next_flush(self) -> asyncio.Task[None]:
         flush = self._flush
         if flush is None or flush.done():
-            flush = self._flush = self._last = asyncio.create_task(self._write(), name="spool-collector")
+            self._early = asyncio.Event() if self.interval > 0 else None
+            flush = self._flush = self._last = asyncio.create_task(self._write(self._early), name="spool-collector")
         return flush
 
     async def _durable(self) -> None:
         await asyncio.shield(self._next_flush())
 
-    async def _write(self) -> None:
-        if self.interval > 0:
-            await asyncio.sleep(self.interval)
+    async def _write(self, early: asyncio.Event | None) -> None:
+        if early is not None:
+            timer = asyncio.get_running_loop().call_later(self.interval, early.set)
+            await early.wait()
+            timer.cancel()
         else:
             await asyncio.sleep(0)  # the publishes of this loop turn still share the record
         # from here on, publishes start the next record (this task is no longer the one to wait for)
         self._flush = None
+        self._early = None
+        self._waiting_rows = 0
         sources, parts, letters, blocks = self._sources, self._parts, self._letters, self._blocks
         self._sources, self._parts, self._letters, self._blocks = [], [], [], _Blocks()
         record = merge(sources, parts, letters)

@@ -191,3 +191,32 @@ async def test_a_spool_that_cannot_write_stops_a_source_that_only_puts_blocks(tm
     with pytest.raises(SinkError):  # and from then on the source's next poll stops too
         await sink.room(100_000)
     assert status.readings_total == 1000  # what did not reach the disk is not counted as read
+
+
+async def test_publishes_that_wait_start_the_record_at_flush_rows_and_blocks_never_do(tmp_path: Path):
+    import numpy as np
+
+    from gateway.sink import Collector
+    from gateway.source import ReadingColumns, SourceStatus
+
+    def rows(n: int) -> ReadingColumns:
+        return ReadingColumns([f"t{i}" for i in range(n)], [float(i) for i in range(n)], [1] * n, [0] * n)
+
+    spool = Spool(tmp_path)
+    loop = asyncio.get_running_loop()
+    collector = Collector(spool, 0.5, flush_rows=100)
+    t0 = loop.time()
+    await asyncio.gather(collector.publish("a", rows(60)), collector.publish("b", rows(60)))
+    assert loop.time() - t0 < 0.25  # 120 waiting readings >= 100: on disk without sitting out the 0.5 s
+    assert spool.depth == 1  # both in one record
+    t0 = loop.time()
+    await collector.publish("a", rows(10))  # below flush_rows: it waits for the interval, gathering others
+    assert loop.time() - t0 >= 0.45
+    status = SourceStatus("plc", "modbus")
+    t0 = loop.time()
+    collector.put_block(status, ("x",) * 500, 1, np.zeros(500), None)  # a poll's block: nobody waits on it
+    await collector.durable()
+    assert loop.time() - t0 >= 0.45 and status.readings_total == 500
+    with pytest.raises(ValueError, match="flush_rows: must be at least 1, got 0"):
+        SpoolConfig(flush_rows=0)
+    spool.close()
