@@ -42,7 +42,6 @@ class _Link(asyncio.Protocol):
         self.buffer = bytearray()
         self.waiting: asyncio.Future[bytes] | None = None
         self.tid = 0  # the transaction id the waiting future expects
-        self.closed = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -69,8 +68,6 @@ class _Link(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(ConnectionResetError(f"connection lost: {exc}" if exc else "connection closed by the device"))
-        if not self.closed.done():
-            self.closed.set_result(None)
 
     def _fail(self, exc: Exception) -> None:
         if self.waiting is not None and not self.waiting.done():
