@@ -35,7 +35,7 @@ def train(data_set: str, seed: int, epochs: int | None, folds: int | None, out: 
                                   train_mtile, train_neu)
 
     if data_set == "neu":
-        plan = Plan(seed=seed, epochs=epochs or 30, folds=folds or 5, threads=2)
+        plan = Plan(seed=seed, epochs=epochs or 30, folds=folds or 5, threads=2, jitter=0.1)
     else:  # crops at 192 px on 2 threads: CV and refit fit the time budget (inspection/README.md)
         plan = Plan(seed=seed, epochs=epochs or MTILE_EPOCHS, folds=folds or 5, balanced=True, threads=2,
                     size=MTILE_SIZE, crop=MTILE_CROP, whole_epochs=MTILE_WHOLE_EPOCHS)
