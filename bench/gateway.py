@@ -23,13 +23,14 @@ is not scheduled inside the gateway's event loop), and this process runs:
    forward() -> HistorianWriter -> a scratch TimescaleDB database, wired as `gateway run` wires
    it: one Collector (group commit) shared by the sinks, the spool's and the historian's default
    flush intervals unless --spool-flush / --historian-flush say otherwise, and Modbus numeric
-   responses handed over as blocks (put_block), as the gateway's SpoolSink takes them. samples_per_s = rows committed (SQL count) / (first device publish -> last commit
-   acknowledged to forward()); the best round of each side is compared (ratio_to_bare);
+   responses handed over as blocks (put_block), as the gateway's SpoolSink takes them.
+   samples_per_s = rows committed (SQL count) / (first device publish -> last commit
+   acknowledged to forward()); the best round of each side is compared (ratio_to_bare).
+   After these rounds Modbus runs the bare loop once more per round with the gateway's own lean
+   TCP client (lean_client in the output); ratio_to_bare stays against the pymodbus loop;
 3. a GATEWAY LATENCY phase: the same pipeline with the device paced at --latency-rate samples/s;
    the latency of every committed sample = wall-clock time its batch's commit was acknowledged to
    forward() - its source timestamp (the device's time; Modbus has none: the gateway's stamp);
-   Modbus then runs the bare loop once more per round with the gateway's own lean TCP client
-   (lean_client in the output); ratio_to_bare stays against the pymodbus loop;
 4. a HISTORIAN CEILING: raw binary COPY of ready-made rows of the same tag count into a table
    shaped like samples, with one connection and with two, nothing else running. It is what the
    database alone commits here, so historian_ceiling says whether 0.8 x bare is reachable at all.

@@ -24,8 +24,8 @@ from pymodbus.pdu import ModbusPDU
 
 from gateway.modbus import codec
 from gateway.modbus.block import BlockDecoder
-from gateway.modbus.lean import LeanTcpClient
 from gateway.modbus.config import BIT_TABLES, ModbusSourceConfig, ModbusTag
+from gateway.modbus.lean import LeanTcpClient
 from gateway.modbus.requests import ReadRequest, group
 from gateway.cancel import honour_cancellation
 from gateway.outbox import Outbox, run_beside
@@ -430,6 +430,7 @@ class ModbusSource:
             keep = [i for i in range(n) if i not in skip]
             out = ReadingColumns(*([col[i] for i in keep] for col in (out.tags, out.values, out.ts_us, out.quality)))
         return out
+
 
 def _never_full() -> bool:
     """A sink without a spool (tests' MemorySink) is never full."""
