@@ -1,7 +1,7 @@
 """The fleet scenario of bench.gateway: N Modbus devices at 100 ms polls, `shopfloor gateway run` against the bare floor.
 
     python -m bench.gateway --fleet [--devices 10,50,100,200] [--seconds 30] [--warmup 5] [--interval 0.1]
-                                    [--spool-flush S] [--historian-flush S]
+                                    [--spool-flush S] [--historian-flush S] [--deadband D]
 
 A multi-port device simulator (plant/modbus_fleet.py) runs in its own process for the whole run.
 For each device count, in one scratch TimescaleDB database (migrated, the tags registered once):
@@ -14,6 +14,10 @@ For each device count, in one scratch TimescaleDB database (migrated, the tags r
    counters), rows stored (SQL count). Then the simulator stops answering, the gateway drains, and
    lost = values served since the gateway started - good rows stored.
 2. FLOOR: bench/fleet_floor.py as its own process, same devices, same table, measured the same way.
+
+--deadband D (not the default scenario) turns exception reporting on for every tag of the gateway: a
+device's registers move by 7 per read, so D <= 7 still stores every value (lost stays comparable)
+and the run measures what deciding every value costs.
 
 The samples table is truncated before each phase. latency_p99_s: every 0.2 s the bench asks the
 age of the newest committed row of one tag (now() - max(ts)); that age is at least the read ->
@@ -56,9 +60,13 @@ SHOPFLOOR = str(Path(sys.executable).with_name("shopfloor"))
 def fleet_toml(dsn: str, ports: list[int], spool_dir: Path, interval: float = INTERVAL,
                args: argparse.Namespace | None = None) -> str:
     """A shopfloor.toml with one Modbus source of REGISTERS uint16 holding registers per port."""
-    return plant_fleet_toml(dsn, ports, spool_dir, interval, REGISTERS,
+    toml = plant_fleet_toml(dsn, ports, spool_dir, interval, REGISTERS,
                             spool_flush=getattr(args, "spool_flush", None),
                             historian_flush=getattr(args, "historian_flush", None))
+    deadband = getattr(args, "deadband", None)
+    if deadband:  # every tag line ends with its machine: exception reporting on each
+        toml = toml.replace('"},\n', f'", deadband = {deadband}}},\n')
+    return toml
 
 
 class Simulator:
@@ -296,7 +304,8 @@ def line(n: int, gw: dict[str, Any], fl: dict[str, Any], args: argparse.Namespac
         "poll_interval_s": args.interval,
         "gateway_settings": {"spool_flush_interval_s": args.spool_flush if args.spool_flush is not None else "default",
                              "historian_flush_interval_s": (args.historian_flush if args.historian_flush is not None
-                                                            else "default")},
+                                                            else "default"),
+                             "deadband": args.deadband or 0},
         "served_per_s": round(gw["served_values"] / gw["wall_s"]),
         "stored_per_s": round(gw["stored"] / gw["wall_s"]),
         "floor_stored_per_s": round(fl["stored"] / fl["wall_s"]),
@@ -334,3 +343,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interval", type=float, default=INTERVAL, help="poll interval of every device (s)")
     p.add_argument("--spool-flush", type=float, help="[gateway.spool] flush_interval of the gateway (default: its own)")
     p.add_argument("--historian-flush", type=float, help="[historian] flush_interval of the gateway (default: its own)")
+    p.add_argument("--deadband", type=float,
+                   help="exception reporting on every gateway tag with this absolute deadband (default: none; "
+                        "<= 7 still stores every value)")

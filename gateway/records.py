@@ -7,6 +7,7 @@ one COPY per interval instead of one per source and poll.
 
 from __future__ import annotations
 
+from itertools import compress
 from typing import Any, Sequence
 
 import msgspec
@@ -33,6 +34,8 @@ class SpooledBlocks(msgspec.Struct, array_like=True):
     int16s of `quality` (empty: every value of every block is good). A poll reads the same tags
     every time, so a record names each tag list once however many polls it holds, and as one
     msgpack-encoded list (bytes): the forwarder looks a list's tag ids up once, not per record.
+    With exception reporting, `kept` holds a byte per tag of every block (1: its value is in
+    `values`, 0: not stored) and a block's values are only its kept tags'; empty: every tag has one.
     """
 
     source: list[str]
@@ -41,6 +44,8 @@ class SpooledBlocks(msgspec.Struct, array_like=True):
     ts_us: list[int]
     values: bytes
     quality: bytes = b""
+    kept: bytes = b""
+    """Last, with a default: records written before exception reporting reached blocks still decode."""
 
     def rows(self) -> int:
         """Values in all blocks."""
@@ -170,10 +175,21 @@ def _blocks_batch(blocks: SpooledBlocks, registry: TagRegistry) -> Batch:
     values = np.frombuffer(blocks.values, dtype="<f8")
     quality = (np.frombuffer(blocks.quality, dtype="<i2") if blocks.quality
                else np.full(len(values), int(Quality.GOOD), dtype=np.int16))
-    samples = SampleBatch(np.concatenate([ids[k] for k in blocks.tagset]),
-                          np.repeat(np.array(blocks.ts_us, dtype=np.int64), sizes),
-                          values.astype(np.float64), quality.astype(np.int16))
+    tag_ids = np.concatenate([ids[k] for k in blocks.tagset])
+    ts_us = np.repeat(np.array(blocks.ts_us, dtype=np.int64), sizes)
+    if blocks.kept:
+        kept = np.frombuffer(blocks.kept, dtype=bool)
+        tag_ids, ts_us = tag_ids[kept], ts_us[kept]
+        sizes = _kept_sizes(kept, sizes)
+    samples = SampleBatch(tag_ids, ts_us, values.astype(np.float64), quality.astype(np.int16))
     return Batch(samples, sections=_sections(blocks.source, sizes))
+
+
+def _kept_sizes(kept: np.ndarray, sizes: list[int]) -> list[int]:
+    """Each block's stored readings: its kept tags."""
+    ends = np.cumsum(sizes)
+    counts = np.concatenate(([0], np.cumsum(kept)))
+    return np.diff(counts[np.concatenate(([0], ends))]).tolist()
 
 
 def _blocks_by_rows(blocks: SpooledBlocks, registry: TagRegistry) -> Batch:
@@ -181,10 +197,16 @@ def _blocks_by_rows(blocks: SpooledBlocks, registry: TagRegistry) -> Batch:
     values = np.frombuffer(blocks.values, dtype="<f8").tolist()
     quality = (np.frombuffer(blocks.quality, dtype="<i2").tolist() if blocks.quality
                else [int(Quality.GOOD)] * len(values))
+    kept = np.frombuffer(blocks.kept, dtype=bool).tolist() if blocks.kept else None
     parts: list[Batch] = []
     start = 0
+    at = 0  # where the block's tags start in kept
     for source, k, ts in zip(blocks.source, blocks.tagset, blocks.ts_us):
         names = blocks.names(k)
+        if kept is not None:
+            mask = kept[at:at + len(names)]
+            at += len(names)
+            names = list(compress(names, mask))
         end = start + len(names)
         parts.append(registry.batch_from_columns(list(names), [ts] * len(names), values[start:end],
                                                  quality[start:end], source))

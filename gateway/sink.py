@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from itertools import compress
 from typing import Any, Sequence
 
 import numpy as np
@@ -63,13 +64,19 @@ class Collector:
         await self._durable()
 
     def put_block(self, status: SourceStatus, tags: tuple[str, ...], ts_us: int, values: np.ndarray,
-                  quality: np.ndarray | None) -> None:
+                  quality: np.ndarray | None, kept: np.ndarray | None = None) -> None:
         """Add one numeric response (float64 values, int16 qualities or None for all good) without waiting.
 
-        The source's readings_total counts it once the record holding it is on disk; a source
-        that keeps putting awaits room() so that what is not yet on disk stays bounded.
+        `kept` (exception reporting): which of the tags' readings values and quality hold, a bool
+        per tag; None: all of them. The source's readings_total counts every reading of the
+        response (read, stored or not) once the record holding it is on disk, or at once when
+        none is kept (nothing to wait for); a source that keeps putting awaits room() so that
+        what is not yet on disk stays bounded.
         """
-        self._blocks.add(status, tags, ts_us, values, quality)
+        if kept is not None and not len(values):
+            status.readings_total += len(kept)
+            return
+        self._blocks.add(status, tags, ts_us, values, quality, kept)
         self.unsynced_rows += len(values)
         self._next_flush()
 
@@ -149,12 +156,13 @@ class _Blocks:
         self.ts_us: list[int] = []
         self.values: list[np.ndarray] = []
         self.quality: list[np.ndarray | None] = []
-        self.counts: dict[int, tuple[SourceStatus, int]] = {}  # id(status) -> (status, rows)
-        self.rows = 0
+        self.kept: list[np.ndarray | None] = []
+        self.counts: dict[int, tuple[SourceStatus, int]] = {}  # id(status) -> (status, readings read)
+        self.rows = 0  # readings to store (what unsynced_rows counts)
 
     def add(self, status: SourceStatus, tags: tuple[str, ...], ts_us: int, values: np.ndarray,
-            quality: np.ndarray | None) -> None:
-        """Append one response."""
+            quality: np.ndarray | None, kept: np.ndarray | None = None) -> None:
+        """Append one response (values and quality: only the kept readings' when kept is given)."""
         k = self.index.get(id(tags))
         if k is None:
             k = self.index[id(tags)] = len(self.tagsets)
@@ -164,8 +172,9 @@ class _Blocks:
         self.ts_us.append(ts_us)
         self.values.append(values)
         self.quality.append(quality)
+        self.kept.append(kept)
         had = self.counts.get(id(status))
-        self.counts[id(status)] = (status, len(values) + (had[1] if had else 0))
+        self.counts[id(status)] = (status, (len(values) if kept is None else len(kept)) + (had[1] if had else 0))
         self.rows += len(values)
 
     def spooled(self) -> SpooledBlocks:
@@ -175,8 +184,14 @@ class _Blocks:
                                       for v, q in zip(self.values, self.quality)]).astype("<i2").tobytes()
         else:
             quality = b""
+        if any(k is not None for k in self.kept):
+            sizes = [len(self.tagsets[k]) for k in self.tagset]
+            kept = np.concatenate([np.ones(n, dtype=bool) if k is None else k
+                                   for n, k in zip(sizes, self.kept)]).tobytes()
+        else:
+            kept = b""
         return SpooledBlocks(self.source, [_encoded(t) for t in self.tagsets], self.tagset, self.ts_us,
-                             np.concatenate(self.values).astype("<f8").tobytes(), quality)
+                             np.concatenate(self.values).astype("<f8").tobytes(), quality, kept)
 
 
 def merge(sources: list[str], parts: list[ReadingColumns], letters: list[SpooledLetter]) -> SpoolRecord:
@@ -227,9 +242,11 @@ class SpoolSink:
     async def publish_columns(self, columns: ReadingColumns) -> None:
         """Filter readings already in columns and spool them; returns once on disk."""
         if self._filter.active:
-            keep = self._filter.keep
-            rows = [row for row in zip(columns.tags, columns.values, columns.ts_us, columns.quality) if keep(*row)]
-            columns = ReadingColumns(*(list(c) for c in zip(*rows))) if rows else ReadingColumns()
+            # a decision per row by map (no row tuple), the columns cut by compress only if one was dropped
+            kept = list(map(self._filter.keep, columns.tags, columns.values, columns.ts_us, columns.quality))
+            if not all(kept):
+                columns = ReadingColumns(*(list(compress(c, kept)) for c in
+                                           (columns.tags, columns.values, columns.ts_us, columns.quality)))
         if columns.tags:
             await self._collector.publish(self._status.name, columns)
 
@@ -239,11 +256,17 @@ class SpoolSink:
 
     @property
     def takes_blocks(self) -> bool:
-        """True when put_block may be used: every reading is stored (no exception reporting to apply)."""
-        return not self._filter.active
+        """True: put_block may be used (exception reporting applies to a block as to rows)."""
+        return True
 
     def put_block(self, tags: tuple[str, ...], ts_us: int, values: np.ndarray, quality: np.ndarray | None) -> None:
-        """Hand over one numeric response without waiting; counted in the source's status once on disk."""
+        """Filter one numeric response and hand over what is kept without waiting; counted once on disk."""
+        if self._filter.active:
+            kept = self._filter.keep_block(tags, ts_us, values, quality)
+            if not kept.all():
+                self._collector.put_block(self._status, tags, ts_us, values[kept],
+                                          None if quality is None else quality[kept], kept)
+                return
         self._collector.put_block(self._status, tags, ts_us, values, quality)
 
     def full(self) -> bool:

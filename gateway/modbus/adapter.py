@@ -138,9 +138,10 @@ class ModbusSource:
         c = self.config
         outbox = Outbox(sink, self.status, batch_size=c.batch_size, batch_interval=c.batch_interval,
                         max_pending=c.max_pending)
-        # a sink that takes whole numeric responses (the gateway's spool sink, no exception
-        # reporting): good responses go to it as numpy columns without waiting; the outbox keeps
-        # what needs a row each (bad quality, strings, bools, dead letters)
+        # a sink that takes whole numeric responses (the gateway's spool sink, which applies
+        # exception reporting to a block at once): good responses go to it as numpy columns
+        # without waiting; the outbox keeps what needs a row each (bad quality, strings, bools,
+        # dead letters)
         self._block_sink = sink if getattr(sink, "takes_blocks", False) else None
         # a spool sink says when its spool is full: polls are then skipped and counted (backpressure)
         # rather than read and made to push the spool's oldest records out

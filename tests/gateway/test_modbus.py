@@ -560,6 +560,50 @@ async def test_numeric_responses_reach_the_spool_as_columns_counted_once_on_disk
     spool.close()
 
 
+async def test_deadband_tags_on_the_block_path_store_only_their_moves(plant, tmp_path: Path):
+    from gateway.exception import ExceptionFilter
+    from gateway.records import decode, to_batch
+    from gateway.sink import Collector, SpoolSink
+    from gateway.spool import Spool
+    from historian.registry import TagInfo, TagRegistry
+
+    band, pct, plain = "t.int16.ABCD", "t.uint16.ABCD", "t.int16.BADC"
+    tags = [tag(band, deadband=10.0), tag(pct, deadband=5.0, deadband_mode="percent"), tag(plain)]
+    steps = [(100, 1000), (105, 1040), (109, 1000), (111, 1050), (115, 1001), (90, 990), (90, 990)]
+    spool = Spool(tmp_path / "spool")
+    src = source(plant, tags)
+    sink = SpoolSink(spool, src.status, ExceptionFilter(tags), Collector(spool, 0.02))
+    assert sink.takes_blocks
+    task = asyncio.create_task(src.run(sink))
+    try:
+        for b, p in steps:
+            plant.set(band, b)
+            plant.set(pct, p)
+            plant.set(plain, b)
+            before = src.status.readings_total
+            await until(lambda: src.status.readings_total >= before + 3 * len(tags))  # three polls at least
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    registry = TagRegistry([TagInfo(i + 1, t.name, "float", "", "m", True) for i, t in enumerate(tags)])
+    stored: dict[int, list[float]] = {1: [], 2: [], 3: []}
+    async for seq, payload in spool.records():
+        record = decode(payload)
+        assert record.blocks is not None and not record.tags  # the block path, not a row per value
+        batch = to_batch(record, registry)
+        for tag_id, value in zip(batch.samples.tag_id.tolist(), batch.samples.value.tolist()):
+            stored[tag_id].append(value)
+        if seq == spool.depth:
+            break
+    polls = len(stored[3])
+    assert polls >= 3 * len(steps)  # the plain tag: every poll
+    assert src.status.readings_total == 3 * polls  # every reading read is counted, stored or not
+    assert stored[1] == [100.0, 111.0, 90.0]  # 105 and 109 within 10 of 100, 115 within 10 of 111
+    assert stored[2] == [1000.0, 1050.0, 990.0]  # 1040 is 4 % from 1000, 1001 4.7 % from 1050
+    spool.close()
+
+
 async def test_a_spool_that_cannot_write_stops_the_modbus_source(plant, tmp_path: Path):
     import shutil
 
