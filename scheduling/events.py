@@ -9,11 +9,12 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
+from scheduling.anneal import anneal
 from scheduling.cpsat import Objective, SolveResult
 from scheduling.dispatch import right_shift
 from scheduling.lns import best_start, focus_of, focused_lns
 from scheduling.model import Alternative, Instance, Job, Schedule, weighted_tardiness
-from scheduling.solver import score, solve
+from scheduling.solver import FjspModel_score, score, solve
 from scheduling.validate import violations
 
 EVENTS = ("machine_down", "machine_back", "rush_order", "op_finished", "cancel")
@@ -149,7 +150,7 @@ def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_limit: float = 10.0, workers: int = 2,
                kind: str = "weighted", move_weight: int | None = None, shift_weight: int = 1,
-               tolerance: float = 0.01, split: float = 0.85, seed: int = 0,
+               tolerance: float = 0.01, split: float = 0.85, seed: int = 0, anneal_share: float = 0.9,
                on_progress=None, cancel: threading.Event | None = None) -> Reschedule:  # type: ignore[no-untyped-def]
     """Apply the event, repair by right shift at once, then re-optimise lexicographically from the repair: first the
     objective (ties to fewer moves) by LNS focused on the disrupted part for up to `split` of the time (less when it
@@ -177,11 +178,17 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
         # unit) makes the first stage prefer, of equal schedules, the stabler
         first = Objective(kind, 10, 10, previous=kept, move_weight=1)
         start = best_start(inst, kept, repaired, first, 2 * move_weight // 10, reassign=down)
+        stage1_end = t0 + time_limit * split
+        # simulated annealing on an operation list for most of the first stage: every decode is a valid schedule
+        # and it tries a few hundred thousand per second, where a CP-SAT sub-problem takes tenths of a second
+        annealed = anneal(inst, start, first, max(0.05, anneal_share * (stage1_end - time.monotonic())), seed=seed,
+                          cancel=cancel)
+        if FjspModel_score(inst, annealed, first) < FjspModel_score(inst, start, first):
+            start = annealed
+        if on_progress:
+            on_progress(time.monotonic() - t0, FjspModel_score(inst, start, first), 0.0)
         focus = focus_of(inst, kept, start, event.at, touched, window_end)
-        # most of the time to the objective (split 0.85): at 10 s the LNS is still gaining steadily; on the bench's
-        # breakdowns (seeds 7 and 11, 10 s, same session) 0.6 reached 7996 on average over four runs and 0.85 7832
-        # over eight, with about as many moved operations (43.5 and 44.5)
-        stage1 = focused_lns(inst, start, first, max(0.1, time_limit * split - (time.monotonic() - t0)), focus,
+        stage1 = focused_lns(inst, start, first, max(0.1, stage1_end - time.monotonic()), focus,
                              workers=workers, seed=seed, patience=max(0.5, 0.25 * time_limit),
                              on_progress=on_progress, cancel=cancel)
     else:  # no valid start to pin sub-problems to: the general solver, hinted with what there is
@@ -200,8 +207,13 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
     remaining = time_limit - (time.monotonic() - t0)
     if remaining > 0.2 and not (cancel and cancel.is_set()) and not violations(inst, best):
         # the second stage starts from the first's best; its neighbourhoods also free what was moved, to go back
+        if anneal_share > 0:
+            calmer = anneal(inst, best, stable, anneal_share * remaining, seed=seed + 1, cancel=cancel)
+            if FjspModel_score(inst, calmer, stable) < FjspModel_score(inst, best, stable):
+                best = calmer
         focus = focus_of(inst, kept, best, event.at, touched, window_end)
-        stage2 = focused_lns(inst, best, stable, remaining, focus, workers=workers, seed=seed + 1, cancel=cancel)
+        stage2 = focused_lns(inst, best, stable, max(0.1, time_limit - (time.monotonic() - t0)), focus,
+                             workers=workers, seed=seed + 1, cancel=cancel)
         if stage2.schedule is not None:
             result = replace(stage2, objective=score(inst, stage2.schedule, base), bound=stage1.bound,
                              progress=stage1.progress + stage2.progress)
