@@ -101,27 +101,77 @@ class ExceptionFilter:
             q: np.ndarray | int = int(Quality.GOOD)
         else:
             q = quality if plan.positions is None else quality[plan.positions]
+        keep = self._decide(plan.slots, at, v, q, ts_us, plan.deadband, plan.percent, plan.limit, plan.max_us)
+        if plan.positions is None:
+            return keep
+        mask = np.ones(n, dtype=bool)
+        mask[plan.positions] = keep
+        return mask
+
+    def keep_points(self, tags: tuple[str, ...], at: np.ndarray, ts_us: np.ndarray, values: np.ndarray,
+                    quality: np.ndarray | None) -> np.ndarray:
+        """Which of numeric readings with a time each to store (a bool mask), as keep would decide them in order.
+
+        Reading i is of tag tags[at[i]] at ts_us[i] (int64 µs); `tags` is the source's tag tuple,
+        kept for life (its plan is cached by id), `values` float64, `quality` per value or None for
+        all good. The kept readings become the tags' last stored ones.
+        """
+        plan = self._plan(tags)
+        n = len(values)
+        keep = np.ones(n, dtype=bool)
+        if plan.slots is None:
+            return keep
+        slot = plan.slot_of[at]
+        mine = np.flatnonzero(slot >= 0)
+        if not len(mine):
+            return keep
+        slots = slot[mine]
+        v, ts = values[mine], ts_us[mine]
+        q: np.ndarray | int = int(Quality.GOOD) if quality is None else quality[mine]
+        if len(np.unique(slots)) != len(slots):
+            # a tag twice (a queue size above 1): its later reading depends on the earlier decision
+            names = [tags[i] for i in at[mine].tolist()]
+            qs = [q] * len(mine) if isinstance(q, int) else q.tolist()
+            keep[mine] = list(map(self.keep, names, v.tolist(), ts.tolist(), qs))
+            return keep
+        deadband = self._deadband[slots]
+        percent = self._percent[slots]
+        max_us = self._max_us[slots]
+        keep[mine] = self._decide(slots, slots, v, q, ts, deadband,
+                                  percent if percent.any() and not percent.all() else None,
+                                  None if percent.any() else deadband,
+                                  max_us if np.isfinite(max_us).any() else None)
+        return keep
+
+    def _decide(self, slots: np.ndarray, at: slice | np.ndarray, v: np.ndarray, q: np.ndarray | int,
+                ts_us: np.ndarray | int, deadband: np.ndarray, percent: np.ndarray | None,
+                limit: np.ndarray | None, max_us: np.ndarray | None) -> np.ndarray:
+        """keep's decision for readings of distinct filtered tags (state at `at`: slots, or their slice) at once.
+
+        `percent`: which use a percent deadband, None when all or none do; `limit`: the absolute
+        deadbands when none does (a fixed limit); `max_us`: None when no tag has one. The kept
+        readings become their tags' last stored ones.
+        """
         old = self._value[at]
         with np.errstate(invalid="ignore", over="ignore"):  # inf - inf, a huge value times a percent: decided below
-            if plan.limit is not None:
-                limit = plan.limit
-            else:  # keep's expression, in its order: abs(old) * deadband / 100
-                limit = np.abs(old) * plan.deadband / 100.0
-                if plan.percent is not None:
-                    limit = np.where(plan.percent, limit, plan.deadband)
+            if limit is None:  # keep's expression, in its order: abs(old) * deadband / 100
+                limit = np.abs(old) * deadband / 100.0
+                if percent is not None:
+                    limit = np.where(percent, limit, deadband)
             keep = ((np.abs(v - old) >= limit) & (v != old)) | (np.isnan(v) != np.isnan(old))
         keep |= ~self._has[at]
         keep |= q != self._quality[at]
-        if plan.max_us is not None:
-            keep |= (ts_us - self._ts[at]) >= plan.max_us
+        if max_us is not None:
+            keep |= (ts_us - self._ts[at]) >= max_us
         objects = self._is_object[at] if self._objects else None
         if objects is not None and objects.any():  # rare: a last stored None, bool or text; decided as keep does
             for k in np.flatnonzero(objects).tolist():
-                i = int(plan.slots[k])
+                i = int(slots[k])
+                t = ts_us if isinstance(ts_us, int) else int(ts_us[k])
                 keep[k] = ((q if isinstance(q, int) else int(q[k])) != self._m_quality[i]
-                           or ts_us - self._m_ts[i] >= self._m_max_us[i] or float(v[k]) != self._objects[i])
+                           or t - self._m_ts[i] >= self._m_max_us[i] or float(v[k]) != self._objects[i])
             for k in np.flatnonzero(objects & keep).tolist():
-                i = int(plan.slots[k])
+                i = int(slots[k])
                 self._m_is_object[i] = False
                 del self._objects[i]
         if isinstance(at, slice):  # consecutive slots: write through views, no index arrays
@@ -132,14 +182,10 @@ class ExceptionFilter:
         else:
             stored = at[keep]
             self._value[stored] = v[keep]
-            self._ts[stored] = ts_us
+            self._ts[stored] = ts_us if isinstance(ts_us, int) else ts_us[keep]
             self._quality[stored] = q if isinstance(q, int) else q[keep]
             self._has[stored] = True
-        if plan.positions is None:
-            return keep
-        mask = np.ones(n, dtype=bool)
-        mask[plan.positions] = keep
-        return mask
+        return keep
 
     def _moved(self, i: int, value: object, number: float | None) -> bool:
         """True when value moved from tag i's last stored value (see the module's docstring)."""
@@ -179,13 +225,18 @@ class ExceptionFilter:
 class _Plan:
     """A block's filtered tags: their slots in the filter's arrays, their places in the block, their settings."""
 
-    __slots__ = ("tags", "slots", "at", "positions", "one_by_one", "deadband", "percent", "limit", "max_us")
+    __slots__ = ("tags", "slots", "slot_of", "at", "positions", "one_by_one", "deadband", "percent", "limit",
+                 "max_us")
 
     def __init__(self, tags: tuple[str, ...], f: ExceptionFilter) -> None:
         self.tags = tags  # kept alive: the plan is found by id(tags)
         found = [(p, f._index[t]) for p, t in enumerate(tags) if t in f._index]
         slots = [s for _, s in found]
         self.slots: np.ndarray | None = np.array(slots, dtype=np.intp) if found else None
+        # each tag's slot, -1 where not filtered (keep_points: readings name their tags by position)
+        self.slot_of = np.full(len(tags), -1, dtype=np.intp)
+        if found:
+            self.slot_of[[p for p, _ in found]] = slots
         # the state arrays at those slots: a slice (views, no gather or scatter) when they are consecutive,
         # as a request's tags are when the source's tags are configured in address order
         self.at: slice | np.ndarray | None = (slice(slots[0], slots[-1] + 1) if found and slots == list(

@@ -52,10 +52,7 @@ async def forward(
             batch = to_batch(record, writer.registry)
             # only a batch with refusals can hold unknown tags: no set of every name on the hot path
             if register_unknown is not None and batch.rejects:
-                names = set(record.tags)
-                if record.blocks is not None:
-                    names.update(name for k in range(len(record.blocks.tagsets)) for name in record.blocks.names(k))
-                unknown = names.difference(writer.registry.by_name)
+                unknown = record.names().difference(writer.registry.by_name)
                 if unknown:
                     await register_unknown(unknown)
                     batch = to_batch(record, writer.registry)

@@ -33,7 +33,10 @@ class Outbox:
     read overlaps the previous batch's fsync instead of waiting for it. Sources that can pause
     await wait_for_room() after putting; the others rely on max_pending, dropping (and counting)
     the oldest readings beyond it. Readings wait as columns, so a poll's whole response goes in
-    with put_columns() without an object per value.
+    with put_columns() without an object per value. A source that hands numeric readings to the
+    sink itself (OPC UA's put_points, which does not wait) says so with handed_over(): the next
+    flush waits until they are on disk, so a spool that cannot write stops the source as a
+    failed publish does, and a run cancelled mid-way still leaves what was read on disk.
     """
 
     def __init__(
@@ -48,6 +51,7 @@ class Outbox:
         self._waiting = ReadingColumns()
         self._inflight: ReadingColumns | None = None
         self._dead: list[tuple[str, dict[str, Any]]] = []
+        self._handed = 0
         self._ready = asyncio.Event()
         self._full = asyncio.Event()
         self._room = asyncio.Event()
@@ -66,6 +70,16 @@ class Outbox:
         """Queue readings already in columns (stamped), in order."""
         self._waiting.extend(columns)
         self._queued()
+
+    def handed_over(self, n: int) -> None:
+        """Note n readings the source handed to the sink itself, not yet known to be on disk."""
+        self._handed += n
+        self._ready.set()
+
+    @property
+    def handed(self) -> int:
+        """Readings handed to the sink by the source itself that the last flush did not yet see on disk."""
+        return self._handed
 
     def _queued(self) -> None:
         if (excess := len(self._waiting) - self.max_pending) > 0:
@@ -123,6 +137,11 @@ class Outbox:
             await self.sink.publish_columns(self._inflight)
             self.status.readings_total += len(self._inflight)
             self._inflight = None
+        if self._handed:
+            # what was handed over before this wait is on disk once it returns (the sink counts it)
+            n = self._handed
+            await self.sink.durable()  # type: ignore[attr-defined]
+            self._handed -= n
 
     def _drop(self, n: int) -> None:
         self._waiting.drop_first(n)

@@ -56,6 +56,35 @@ class SpooledBlocks(msgspec.Struct, array_like=True):
         return _names.decode(self.tagsets[k])
 
 
+class SpooledPoints(msgspec.Struct, array_like=True):
+    """Numeric readings that each carry their own tag and time (OPC UA data changes) as columns.
+
+    A block is one poll: every tag of its list once, all at one time. A data-change notification
+    holds any of a source's tags, some several times (a queue size above 1), each stamped by the
+    server; so here every reading names its tag by position (`at`, int32) in a tag list and has
+    its own µs (`ts_us`, int64). Run i is source[i]'s next count[i] readings, their positions in
+    tagsets[tagset[i]] (a source's numeric tags, named once per record and looked up once by the
+    forwarder, as blocks' lists are); `values` float64, `quality` int16 (empty: every reading good).
+    """
+
+    source: list[str]
+    tagsets: list[bytes]
+    tagset: list[int]
+    count: list[int]
+    at: bytes
+    ts_us: bytes
+    values: bytes
+    quality: bytes = b""
+
+    def rows(self) -> int:
+        """Readings in all runs."""
+        return len(self.values) // 8
+
+    def names(self, k: int) -> list[str]:
+        """The tag names of tag list k."""
+        return _names.decode(self.tagsets[k])
+
+
 _names = msgspec.msgpack.Decoder(list[str])
 
 
@@ -82,9 +111,21 @@ class SpoolRecord(msgspec.Struct, array_like=True):
     Last, with a default: records written before sections existed still decode."""
     blocks: SpooledBlocks | None = None
     """Numeric responses as columns, after the rows above (sources that hand over whole blocks)."""
+    points: SpooledPoints | None = None
+    """Numeric readings with a time each, after the blocks (OPC UA notifications). Last, with a
+    default: records written before it existed still decode."""
 
     def __len__(self) -> int:
-        return len(self.tags) + (self.blocks.rows() if self.blocks is not None else 0)
+        return (len(self.tags) + (self.blocks.rows() if self.blocks is not None else 0)
+                + (self.points.rows() if self.points is not None else 0))
+
+    def names(self) -> set[str]:
+        """Every tag name the record holds readings of (rows, blocks and points)."""
+        names = set(self.tags)
+        for lists in (self.blocks, self.points):
+            if lists is not None:
+                names.update(name for k in range(len(lists.tagsets)) for name in lists.names(k))
+        return names
 
 
 class _RowRecord(msgspec.Struct, array_like=True):
@@ -129,6 +170,8 @@ def to_batch(record: SpoolRecord, registry: TagRegistry) -> Batch:
         batch = _merged_batch(record, registry)
     if record.blocks is not None:
         batch = _concat(batch, _blocks_batch(record.blocks, registry), record.source)
+    if record.points is not None:
+        batch = _concat(batch, _points_batch(record.points, registry), record.source)
     if record.letters:  # rare: no generator per record on the hot path
         batch.rejects.extend(DeadLetter(d.reason, d.payload, d.source or record.source) for d in record.letters)
     return batch
@@ -158,19 +201,9 @@ _ids_registry: TagRegistry | None = None
 
 def _blocks_batch(blocks: SpooledBlocks, registry: TagRegistry) -> Batch:
     """The batch of a record's blocks: tag ids per tag list, values and qualities straight from the bytes."""
-    global _ids_registry
-    if _ids_registry is not registry or len(_ids) > 10_000:  # a new registry (tags registered), or bounded
-        _ids.clear()
-        _ids_registry = registry
-    ids: list[np.ndarray] = []
-    for k, key in enumerate(blocks.tagsets):
-        found = _ids.get(key)
-        if found is None:
-            looked_up = list(map(registry.numeric_ids.get, blocks.names(k)))
-            if None in looked_up:  # a tag the registry does not know as numeric: the row path names why
-                return _blocks_by_rows(blocks, registry)
-            found = _ids[key] = np.array(looked_up, dtype=np.int32)
-        ids.append(found)
+    ids = _list_ids(blocks, registry)
+    if ids is None:  # a tag the registry does not know as numeric: the row path names why
+        return _blocks_by_rows(blocks, registry)
     sizes = [len(ids[k]) for k in blocks.tagset]
     values = np.frombuffer(blocks.values, dtype="<f8")
     quality = (np.frombuffer(blocks.quality, dtype="<i2") if blocks.quality
@@ -183,6 +216,63 @@ def _blocks_batch(blocks: SpooledBlocks, registry: TagRegistry) -> Batch:
         sizes = _kept_sizes(kept, sizes)
     samples = SampleBatch(tag_ids, ts_us, values.astype(np.float64), quality.astype(np.int16))
     return Batch(samples, sections=_sections(blocks.source, sizes))
+
+
+def _list_ids(lists: SpooledBlocks | SpooledPoints, registry: TagRegistry) -> list[np.ndarray] | None:
+    """The tag ids of each tag list of a record, looked up once per list; None if a tag is not known as numeric."""
+    global _ids_registry
+    if _ids_registry is not registry or len(_ids) > 10_000:  # a new registry (tags registered), or bounded
+        _ids.clear()
+        _ids_registry = registry
+    ids: list[np.ndarray] = []
+    for k, key in enumerate(lists.tagsets):
+        found = _ids.get(key)
+        if found is None:
+            looked_up = list(map(registry.numeric_ids.get, lists.names(k)))
+            if None in looked_up:
+                return None
+            found = _ids[key] = np.array(looked_up, dtype=np.int32)
+        ids.append(found)
+    return ids
+
+
+def _points_batch(points: SpooledPoints, registry: TagRegistry) -> Batch:
+    """The batch of a record's points: each reading's tag id through its list's ids, the rest straight from the bytes."""
+    ids = _list_ids(points, registry)
+    if ids is None:
+        return _points_by_rows(points, registry)
+    at = np.frombuffer(points.at, dtype="<i4")
+    if len(ids) == 1:  # one source's list (the common case): a gather, no offsets
+        tag_ids = ids[0][at]
+    else:  # the lists end to end; each reading's position moved by where its list starts
+        starts = np.cumsum([0] + [len(i) for i in ids[:-1]])
+        tag_ids = np.concatenate(ids)[at + np.repeat(starts[points.tagset], points.count)]
+    values = np.frombuffer(points.values, dtype="<f8")
+    quality = (np.frombuffer(points.quality, dtype="<i2").astype(np.int16) if points.quality
+               else np.full(len(values), int(Quality.GOOD), dtype=np.int16))
+    samples = SampleBatch(tag_ids, np.frombuffer(points.ts_us, dtype="<i8").astype(np.int64),
+                          values.astype(np.float64), quality)
+    return Batch(samples, sections=_sections(points.source, points.count))
+
+
+def _points_by_rows(points: SpooledPoints, registry: TagRegistry) -> Batch:
+    """The points of a record through the row path (refusals named), each run with its source."""
+    at = np.frombuffer(points.at, dtype="<i4").tolist()
+    ts_us = np.frombuffer(points.ts_us, dtype="<i8").tolist()
+    values = np.frombuffer(points.values, dtype="<f8").tolist()
+    quality = (np.frombuffer(points.quality, dtype="<i2").tolist() if points.quality
+               else [int(Quality.GOOD)] * len(values))
+    parts: list[Batch] = []
+    start = 0
+    for source, k, n in zip(points.source, points.tagset, points.count):
+        names = points.names(k)
+        end = start + n
+        parts.append(registry.batch_from_columns([names[i] for i in at[start:end]], ts_us[start:end],
+                                                 values[start:end], quality[start:end], source))
+        start = end
+    return Batch(SampleBatch.concat([p.samples for p in parts]), [e for p in parts for e in p.events],
+                 [d for p in parts for d in p.rejects],
+                 sections=[(p.source, len(p.samples), len(p.events)) for p in parts])
 
 
 def _kept_sizes(kept: np.ndarray, sizes: list[int]) -> list[int]:

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from gateway.exception import ExceptionFilter
-from gateway.records import SpooledBlocks, SpooledLetter, SpoolRecord, encode, encode_names
+from gateway.records import SpooledBlocks, SpooledLetter, SpooledPoints, SpoolRecord, encode, encode_names
 from gateway.source import Reading, ReadingColumns, SinkError, SourceStatus
 from gateway.spool import Spool
 from historian.samples import Quality
@@ -42,10 +42,11 @@ class Collector:
         self._parts: list[ReadingColumns] = []
         self._letters: list[SpooledLetter] = []
         self._blocks = _Blocks()
+        self._points = _Points()
         self._flush: asyncio.Task[None] | None = None
         self._last: asyncio.Task[None] | None = None  # the newest flush: once it is done, so is every older one
         self.unsynced_rows = 0
-        """Block rows handed over with put_block and not yet on disk (what backpressure looks at)."""
+        """Rows handed over with put_block or put_points and not yet on disk (what backpressure looks at)."""
         self._failed: Exception | None = None  # why the spool could not take a record: raised to every source
 
     async def publish(self, source: str, columns: ReadingColumns) -> None:
@@ -77,6 +78,23 @@ class Collector:
             status.readings_total += len(kept)
             return
         self._blocks.add(status, tags, ts_us, values, quality, kept)
+        self.unsynced_rows += len(values)
+        self._next_flush()
+
+    def put_points(self, status: SourceStatus, tags: tuple[str, ...], at: np.ndarray, ts_us: np.ndarray,
+                   values: np.ndarray, quality: np.ndarray | None, read: int | None = None) -> None:
+        """Add numeric readings with a time each (int32 positions in `tags`, int64 µs, float64, int16 or None) without waiting.
+
+        `tags` is the source's tag tuple, kept for life (encoded once per tuple). `read`: readings
+        the source read, when exception reporting kept only these (default: all of them); they
+        count in readings_total once the record holding them is on disk, or at once when none
+        is kept.
+        """
+        read = len(values) if read is None else read
+        if not len(values):
+            status.readings_total += read
+            return
+        self._points.add(status, tags, at, ts_us, values, quality, read)
         self.unsynced_rows += len(values)
         self._next_flush()
 
@@ -129,20 +147,22 @@ class Collector:
         self._flush = None
         self._early = None
         self._waiting_rows = 0
-        sources, parts, letters, blocks = self._sources, self._parts, self._letters, self._blocks
-        self._sources, self._parts, self._letters, self._blocks = [], [], [], _Blocks()
+        sources, parts, letters, blocks, points = self._sources, self._parts, self._letters, self._blocks, self._points
+        self._sources, self._parts, self._letters, self._blocks, self._points = [], [], [], _Blocks(), _Points()
         record = merge(sources, parts, letters)
         if blocks.source:
             record.blocks = blocks.spooled()
+        if points.source:
+            record.points = points.spooled()
         try:
             await self.spool.append(encode(record))
         except Exception as e:
             self._failed = e
             raise
         # read, now: a value counts once it is on disk
-        for status, n in blocks.counts.values():
+        for status, n in (*blocks.counts.values(), *points.counts.values()):
             status.readings_total += n
-        self.unsynced_rows -= blocks.rows
+        self.unsynced_rows -= blocks.rows + points.rows
 
 
 class _Blocks:
@@ -192,6 +212,53 @@ class _Blocks:
             kept = b""
         return SpooledBlocks(self.source, [_encoded(t) for t in self.tagsets], self.tagset, self.ts_us,
                              np.concatenate(self.values).astype("<f8").tobytes(), quality, kept)
+
+
+class _Points:
+    """The numeric readings with a time each of one record as they come in (arrays joined once per record)."""
+
+    def __init__(self) -> None:
+        self.source: list[str] = []
+        self.tagsets: list[tuple[str, ...]] = []
+        self.index: dict[int, int] = {}  # id(tag tuple) -> its place in tagsets (the tuples are kept alive there)
+        self.tagset: list[int] = []
+        self.count: list[int] = []
+        self.at: list[np.ndarray] = []
+        self.ts_us: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.quality: list[np.ndarray | None] = []
+        self.counts: dict[int, tuple[SourceStatus, int]] = {}  # id(status) -> (status, readings read)
+        self.rows = 0
+
+    def add(self, status: SourceStatus, tags: tuple[str, ...], at: np.ndarray, ts_us: np.ndarray,
+            values: np.ndarray, quality: np.ndarray | None, read: int) -> None:
+        """Append one hand-over of a source: a run of readings, `read` of them counted as read."""
+        k = self.index.get(id(tags))
+        if k is None:
+            k = self.index[id(tags)] = len(self.tagsets)
+            self.tagsets.append(tags)
+        self.source.append(status.name)
+        self.tagset.append(k)
+        self.count.append(len(values))
+        self.at.append(at)
+        self.ts_us.append(ts_us)
+        self.values.append(values)
+        self.quality.append(quality)
+        had = self.counts.get(id(status))
+        self.counts[id(status)] = (status, read + (had[1] if had else 0))
+        self.rows += len(values)
+
+    def spooled(self) -> SpooledPoints:
+        """The readings as they go into a spool record."""
+        if any(q is not None for q in self.quality):
+            quality = np.concatenate([np.full(len(v), int(Quality.GOOD), dtype="<i2") if q is None else q
+                                      for v, q in zip(self.values, self.quality)]).astype("<i2").tobytes()
+        else:
+            quality = b""
+        return SpooledPoints(self.source, [_encoded(t) for t in self.tagsets], self.tagset, self.count,
+                             np.concatenate(self.at).astype("<i4").tobytes(),
+                             np.concatenate(self.ts_us).astype("<i8").tobytes(),
+                             np.concatenate(self.values).astype("<f8").tobytes(), quality)
 
 
 def merge(sources: list[str], parts: list[ReadingColumns], letters: list[SpooledLetter]) -> SpoolRecord:
@@ -269,6 +336,26 @@ class SpoolSink:
                 return
         self._collector.put_block(self._status, tags, ts_us, values, quality)
 
+    @property
+    def takes_points(self) -> bool:
+        """True: put_points may be used (exception reporting applies to points as to rows)."""
+        return True
+
+    def put_points(self, tags: tuple[str, ...], at: np.ndarray, ts_us: np.ndarray, values: np.ndarray,
+                   quality: np.ndarray | None) -> None:
+        """Filter numeric readings with a time each and hand over what is kept without waiting; counted once on disk.
+
+        Reading i is of tag tags[at[i]] (int32) at ts_us[i] (int64 µs), values float64, quality
+        int16 or None for all good; `tags` is the source's tuple, kept for life.
+        """
+        if self._filter.active:
+            kept = self._filter.keep_points(tags, at, ts_us, values, quality)
+            if not kept.all():
+                self._collector.put_points(self._status, tags, at[kept], ts_us[kept], values[kept],
+                                           None if quality is None else quality[kept], read=len(values))
+                return
+        self._collector.put_points(self._status, tags, at, ts_us, values, quality)
+
     def full(self) -> bool:
         """True while the spool is full: a polling source skips its polls (and counts them) until it is not."""
         return self._collector.spool.full
@@ -278,7 +365,7 @@ class SpoolSink:
         await self._collector.room(limit)
 
     async def durable(self) -> None:
-        """Return once every block handed over so far is on disk."""
+        """Return once every block and point handed over so far is on disk (raises SinkError if the spool failed)."""
         await self._collector.durable()
 
 

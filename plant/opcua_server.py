@@ -237,10 +237,18 @@ class OpcUaPlant:
         if self._own_dir:
             shutil.rmtree(self.state_dir, ignore_errors=True)
 
-    async def set(self, machine: str, signal: str, value: Any) -> None:
-        """Give a signal a new good value, stamped now."""
+    async def set(self, machine: str, signal: str, value: Any, *, source_ts: datetime | None = None,
+                  status: str = "Good") -> None:
+        """Give a signal a new value, stamped now unless source_ts is given; status Good or Uncertain..."""
         self._check(machine, signal)
-        await self._write((machine, signal), self._datavalue(SIGNALS[signal], value))
+        dv = self._datavalue(SIGNALS[signal], value)
+        code = ua.StatusCode(getattr(ua.StatusCodes, status))
+        if code.is_bad():
+            raise ValueError(f"status: {status} is Bad: use set_bad()")
+        if source_ts is not None or code.value:
+            dv = ua.DataValue(dv.Value, StatusCode=code, SourceTimestamp=source_ts or dv.SourceTimestamp,
+                              ServerTimestamp=dv.ServerTimestamp)
+        await self._write((machine, signal), dv)
 
     async def get(self, machine: str, signal: str) -> Any:
         """The signal's current value (None while it is bad)."""

@@ -2,7 +2,9 @@
 
 run() keeps a session open forever (subscribe or poll), turns each DataValue into a Reading and
 hands them to the sink in batches from its own task, so asyncua's notification callbacks never
-wait for the spool. write() writes one writable tag with the node's own data type.
+wait for the spool. A notification's numeric values skip the Reading: they go to a sink that
+takes them (the gateway's SpoolSink) as columns, without waiting either. write() writes one
+writable tag with the node's own data type.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 from asyncua import ua
 from asyncua.common.node import Node
 from asyncua.common.ua_utils import data_type_to_variant_type
@@ -27,7 +30,7 @@ from gateway.cancel import honour_cancellation
 from gateway.outbox import Outbox, run_beside
 from gateway.source import InvalidValueError, NotWritableError, Reading, Sink, SourceStatus, WriteError
 from gateway.tags import TagConfig
-from gateway.values import float32_value
+from gateway.values import float32_value, shortest_float32
 from historian.samples import Quality, to_us
 
 log = logging.getLogger(__name__)
@@ -55,6 +58,11 @@ _INT_RANGES = {
     ua.VariantType.Int64: (-(2**63), 2**63 - 1),
     ua.VariantType.UInt64: (0, 2**64 - 1),
 }
+
+# the variant types a scalar numeric tag takes straight into a float64 column, as the row path would
+# store them (an int tag's Float must be integral, a bool is no number: those take the row path)
+_INTEGER_TYPES = frozenset(_INT_RANGES)
+_COLUMN_TYPES = {"float": _INTEGER_TYPES | {ua.VariantType.Float, ua.VariantType.Double}, "int": _INTEGER_TYPES}
 
 
 def quality_of(status: ua.StatusCode | None) -> int:
@@ -205,13 +213,80 @@ def _for_variant(value: Any, vtype: ua.VariantType) -> Any:
 
 
 class _Intake:
-    """The Monitor's listener and the poll loop's receiver: DataValues in, readings into the outbox."""
+    """The Monitor's listener and the poll loop's receiver: DataValues in, readings into the outbox.
 
-    def __init__(self, source: OpcUaSource, outbox: Outbox) -> None:
+    With a sink that takes points (the gateway's SpoolSink), a notification's good and uncertain
+    values of scalar float and int tags go to it as columns instead (tag position, source time,
+    float64 value, quality), one call per notification; bad values, text, bools, arrays and
+    anything to dead-letter keep the Reading path.
+    """
+
+    def __init__(self, source: OpcUaSource, outbox: Outbox, sink: Sink | None = None) -> None:
         self.source = source
         self.outbox = outbox
         self._last: dict[str, tuple[Any, int, datetime | None]] = {}
         self._stamps: dict[str, EventStamps] = {}
+        self._points = sink if getattr(sink, "takes_points", False) else None
+        numeric = [t for t in source.config.tags if t.data_type in _COLUMN_TYPES and t.index is None]
+        # only numeric tags in the list: the forwarder looks the whole list up as numeric tags
+        self._names = tuple(t.name for t in numeric)
+        self._slots = {t.name: (i, _COLUMN_TYPES[t.data_type]) for i, t in enumerate(numeric)}
+
+    def on_values(self, items: list[tuple[OpcUaTag, ua.DataValue]]) -> None:
+        """A notification's values: numbers as columns straight to the sink, the rest one by one."""
+        sink = self._points
+        if sink is None or self.outbox.handed > self.source.config.max_pending:
+            # no columnar sink (tests' MemorySink), or the spool is far behind: rows, which the
+            # outbox bounds by max_pending (dropping the oldest, counted) as for any push source
+            for tag, dv in items:
+                self.on_value(tag, dv)
+            return
+        slots = self._slots
+        errors = self.source.status.tag_errors
+        at: list[int] = []
+        stamps: list[int] = []
+        values: list[float] = []
+        quality: list[int] = []
+        floats: list[int] = []  # where the Floats are: their shortest decimals are found for all at once
+        rest: list[tuple[OpcUaTag, ua.DataValue]] = []
+        all_good = True
+        now_us: int | None = None
+        for tag, dv in items:
+            slot = slots.get(tag.name)
+            variant = dv.Value
+            code = dv.StatusCode
+            q = Quality.GOOD if code is None or not code.value else quality_of(code)
+            if (slot is None or q < Quality.UNCERTAIN or variant is None or variant.is_array
+                    or variant.VariantType not in slot[1] or variant.Value is None):
+                rest.append((tag, dv))
+                continue
+            if errors and tag.name in errors:
+                self.source.status.tag_live(tag.name)
+            if variant.VariantType is ua.VariantType.Float:
+                floats.append(len(values))
+            ts = dv.SourceTimestamp
+            if ts is None or ts.year <= 1601:
+                ts = _timestamp(dv)
+            if ts is not None:
+                stamps.append(to_us(ts))
+            else:  # no device time: stamped on receipt, as the outbox stamps a Reading
+                if now_us is None:
+                    now_us = time.time_ns() // 1000
+                stamps.append(now_us)
+            at.append(slot[0])
+            values.append(variant.Value)
+            quality.append(q)
+            all_good = all_good and q == Quality.GOOD
+        if values:
+            column = np.array(values, dtype=np.float64)
+            if floats:  # a Float arrives widened to double: 20.3 would read 20.299999237060547
+                where = np.array(floats, dtype=np.intp)
+                column[where] = shortest_float32(column[where])
+            sink.put_points(self._names, np.array(at, dtype=np.int32), np.array(stamps, dtype=np.int64), column,
+                            None if all_good else np.array(quality, dtype=np.int16))
+            self.outbox.handed_over(len(values))
+        for tag, dv in rest:
+            self.on_value(tag, dv)
 
     def on_event(self, notifier: OpcUaEvents, fields: list[ua.Variant]) -> None:
         """Queue an event as a reading of its events tag; one that cannot be mapped goes to the dead letters."""
@@ -294,7 +369,7 @@ class OpcUaSource:
         outbox = Outbox(
             sink, self.status, batch_size=c.batch_size, batch_interval=c.batch_interval, max_pending=c.max_pending
         )
-        intake = _Intake(self, outbox)
+        intake = _Intake(self, outbox, sink)
         await run_beside(outbox, self._connect_forever(intake), f"opcua:{self.name}")
 
     async def _connect_forever(self, intake: _Intake) -> None:

@@ -176,6 +176,30 @@ def test_a_block_with_a_tag_twice_is_decided_in_order():
     assert f.last("t") == (2.0, 0, 192)
 
 
+@pytest.mark.parametrize("seed", range(8))
+def test_points_and_scalar_paths_decide_alike_on_random_sequences(seed: int):
+    # OPC UA notifications: any subset of the tags, some twice, each reading with its own time and quality
+    rng = np.random.default_rng(seed)
+    walks = np.stack([_walk(rng, 300) for _ in NAMES], axis=1)
+    points, scalar = ExceptionFilter(TAGS), ExceptionFilter(TAGS)
+    ts, step = 0, 0
+    while step < 300:
+        n = int(rng.integers(1, 2 * len(NAMES)))
+        at = rng.integers(0, len(NAMES), size=n).astype(np.int32)
+        if rng.random() < 0.5:  # distinct tags (the vectorised decision), else repeats (one by one)
+            at = np.unique(at)
+        stamps = ts + np.cumsum(rng.choice([0, 1, 700_000, 2_500_000], size=len(at))).astype(np.int64)
+        ts = int(stamps[-1])
+        values = walks[np.minimum(step + np.arange(len(at)), 299), at]
+        step += len(at)
+        quality = None if rng.random() < 0.6 else rng.choice([192, 192, 0, 64], size=len(at)).astype(np.int16)
+        got = points.keep_points(NAMES, at, stamps, values, quality)
+        q = [192] * len(at) if quality is None else quality.tolist()
+        want = [scalar.keep(NAMES[a], v, t, qq) for a, v, t, qq in zip(at.tolist(), values.tolist(), stamps.tolist(), q)]
+        assert got.dtype == bool and got.tolist() == want, step
+        _same_state(points, scalar, NAMES)
+
+
 def test_a_block_without_filtered_tags_is_kept_whole():
     f = ExceptionFilter([tag(deadband=1.0)])
     assert f.keep_block(("x", "y"), 0, np.array([1.0, 1.0]), None).tolist() == [True, True]

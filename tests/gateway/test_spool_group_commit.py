@@ -149,6 +149,59 @@ async def test_blocks_count_as_read_only_once_on_disk_and_reach_the_historian_ba
     spool.close()
 
 
+async def test_points_with_a_time_each_share_the_record_with_blocks_and_rows_and_count_once_on_disk(tmp_path: Path):
+    import numpy as np
+
+    from gateway.exception import ExceptionFilter
+    import msgspec
+
+    from gateway.records import count_samples, decode, to_batch
+    from gateway.sink import Collector, SpoolSink
+    from gateway.source import Reading, SourceStatus
+    from historian.registry import TagInfo, TagRegistry
+    from historian.samples import Quality
+
+    spool = Spool(tmp_path)
+    collector = Collector(spool, 0.05)
+    opc, plc = SourceStatus("opc", "opcua"), SourceStatus("plc", "modbus")
+    opc_sink, plc_sink = (SpoolSink(spool, s, ExceptionFilter([]), collector) for s in (opc, plc))
+    assert opc_sink.takes_points
+    names = ("x", "y")  # the source's numeric tags, one tuple for its life
+    opc_sink.put_points(names, np.array([1, 0, 1], dtype=np.int32), np.array([30, 10, 20], dtype=np.int64),
+                        np.array([2.5, 1.0, 3.5]), np.array([192, int(Quality.UNCERTAIN), 192], dtype=np.int16))
+    plc_sink.put_block(("a",), 100, np.array([7.0]), None)
+    opc_sink.put_points(names, np.array([0], dtype=np.int32), np.array([40], dtype=np.int64), np.array([4.0]), None)
+    published = asyncio.create_task(opc_sink.publish([Reading("lot", "L-1", 50)]))  # a text row beside them
+    assert opc.readings_total == 0 and collector.unsynced_rows == 5  # handed over, not yet on disk
+    await opc_sink.durable()
+    await published
+    assert (opc.readings_total, plc.readings_total, collector.unsynced_rows) == (4, 1, 0)  # the row: its outbox's
+    assert spool.depth == 1
+    async for _, payload in spool.records():
+        break
+    record = decode(payload)
+    assert count_samples(payload) == 6 and record.points is not None and record.tags == ["lot"]
+    assert record.points.count == [3, 1] and [record.points.names(k) for k in record.points.tagset] == [["x", "y"]] * 2
+    registry = TagRegistry([TagInfo(1, "x", "float", "", "m", False), TagInfo(2, "y", "int", "", "m", False),
+                            TagInfo(3, "a", "float", "", "m", False), TagInfo(4, "lot", "text", "", "m", False)])
+    batch = to_batch(record, registry)
+    assert batch.samples.tag_id.tolist() == [3, 2, 1, 2, 1]  # rows, blocks, then points in the order handed over
+    assert batch.samples.ts_us.tolist() == [100, 30, 10, 20, 40]
+    assert batch.samples.value.tolist() == [7.0, 2.5, 1.0, 3.5, 4.0]
+    assert batch.samples.quality.tolist() == [192, 192, int(Quality.UNCERTAIN), 192, 192]
+    assert [(e.tag_id, e.ts_us, e.value) for e in batch.events] == [(4, 50, "L-1")]
+    assert batch.sections == [("opc", 0, 1), ("plc", 1, 0), ("opc", 4, 0)]
+    # a tag the registry does not know as a number: refused by name, with its source; the others still go in
+    partial = to_batch(record, TagRegistry([TagInfo(1, "x", "float", "", "m", False),
+                                            TagInfo(3, "a", "float", "", "m", False)]))
+    assert partial.samples.tag_id.tolist() == [3, 1, 1]
+    assert [(d.source, d.reason) for d in partial.rejects] == [("opc", f"unknown tag {t!r}") for t in ("lot", "y", "y")]
+    # a record as a gateway before points wrote it (eight fields) still decodes
+    old = decode(msgspec.msgpack.encode(["plc", ["a"], [1], [1.0], [192], [], [], None]))
+    assert old.points is None and to_batch(old, registry).samples.tag_id.tolist() == [3]
+    spool.close()
+
+
 async def test_room_holds_a_source_back_until_its_blocks_are_on_disk(tmp_path: Path):
     import numpy as np
 
