@@ -142,6 +142,7 @@ def rescheduling(args: argparse.Namespace, seed: int = 7) -> dict[str, Any]:
     return {"part": "reschedule", "instance": inst.name, "seed": seed,
             "event": {"kind": event.kind, "machine": inst.machines[busy], "at": event.at, "until": event.until},
             "objective": "makespan + weighted tardiness",
+            "initial_objective": score(inst, current, base) / 10,
             "first_valid_s": round(rs.first_valid_s, 4),
             "objective_at_limit": rs.optimised_objective, "limit_s": args.reschedule_limit,
             "full_resolve_objective": full_obj, "full_resolve_s": args.full_resolve_limit,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
@@ -198,7 +200,7 @@ def _move(seq, a, b):  # type: ignore[no-untyped-def]
     seq[b] = x
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _anneal(seq, alt, n_alt, multi, back, n_iter, temp_from, temp_to, reach, p_machine, seed, current,
             best_value, best_seq, best_alt, free_ptr, free_ops, alt_m, alt_p, fam, setup, win_ptr, win_s, win_e,
             m_ready0, m_fam0, j_ready0, j_end0, due, weight, prev_m, prev_s, w, caps, cw,
@@ -260,12 +262,28 @@ def _anneal(seq, alt, n_alt, multi, back, n_iter, temp_from, temp_to, reach, p_m
     return current, best_value
 
 
+@dataclass
+class _Chain:
+    """One annealing chain: its list and machines, their value, and the best within the caps it has seen."""
+
+    seq: np.ndarray
+    alt: np.ndarray
+    current: int
+    best: int
+    best_seq: np.ndarray
+    best_alt: np.ndarray
+
+
+SYNC_CHUNKS = 8  # chains that fell behind restart from the leader's state every so many chunks (~1/6 of the time)
+
+
 def anneal(instance: Instance, start: Schedule, objective: Objective, time_limit: float, *, seed: int = 0,
-           reach: int = 80, p_machine: float = 0.2, hot: float = 0.2, cold: float = 1e-4,
+           workers: int = 1, reach: int = 80, p_machine: float = 0.2, hot: float = 0.2, cold: float = 1e-4,
            cancel: threading.Event | None = None) -> Schedule:
     """The best schedule simulated annealing finds from `start` (complete, valid) within time_limit seconds by
-    `objective` (its weights, stability terms and caps), or `start` when none within the caps is found. The start is
-    decoded first, which only moves steps earlier; callers compare the result with their own start."""
+    `objective` (its weights, stability terms and caps), or `start` when none within the caps is found; `workers`
+    chains run side by side (the kernel releases the GIL), those behind restarting now and then from the leader.
+    The start is decoded first, which only moves steps earlier; callers compare the result with their own start."""
     t0 = time.monotonic()
     arrays = _Arrays(instance, objective)
     if arrays.n_free < 2:
@@ -286,8 +304,8 @@ def anneal(instance: Instance, start: Schedule, objective: Objective, time_limit
     best = current if feasible else np.iinfo(np.int64).max
     best_seq, best_alt = seq.copy(), alt.copy()
     rng = np.random.default_rng(seed)
-    # the temperature: from a twentieth of the typical worsening of a random move down to a thousandth of that
-    # (of the objective alone: a cap's penalty would make it far too hot to settle within the cap)
+    # the temperature: from a fifth of the typical worsening of a random move down to 10^-4 of that (of the
+    # objective alone: a cap's penalty would make it far too hot to settle within the cap)
     deltas = []
     plain = int(_evaluate(seq, alt, *args, starts)[0])
     for _ in range(300):
@@ -299,23 +317,44 @@ def anneal(instance: Instance, start: Schedule, objective: Objective, time_limit
     t_cold = t_hot * cold
     # cooling follows the clock, not an iteration count (the first call may include numba's compile or cache
     # load): each chunk of iterations covers the stretch of temperature its share of the time stands for
-    n_iter, per = 1000, None
-    while not (cancel and cancel.is_set()):
-        f0 = (time.monotonic() - t0) / time_limit
-        if f0 >= 0.999:
-            break
-        if per is not None:  # about fifty chunks over the time
-            n_iter = max(100, min(int(time_limit / 50 / per), int((1 - f0) * time_limit / per) + 1))
-        f1 = min(1.0, f0 + (n_iter * per / time_limit if per else 0.0))
-        c0 = time.monotonic()
-        current, best = _anneal(seq, alt, arrays.n_alt, arrays.multi, arrays.back, n_iter, t_hot * (t_cold / t_hot) ** f0,
-                                t_hot * (t_cold / t_hot) ** f1, reach, p_machine, int(rng.integers(1 << 30)),
-                                current, best, best_seq, best_alt, *args, penalty)
-        spent = time.monotonic() - c0
-        if per is None:
-            per = 1e-5  # the first chunk may include compiling; measured from the second
-        else:
-            per = max(1e-7, spent / n_iter)
+    chains = [_Chain(seq.copy(), alt.copy(), current, best, best_seq.copy(), best_alt.copy())
+              for _ in range(max(1, workers))]
+    pool = ThreadPoolExecutor(len(chains)) if len(chains) > 1 else None
+    n_iter, per, chunk = 1000, None, 0
+    try:
+        while not (cancel and cancel.is_set()):
+            f0 = (time.monotonic() - t0) / time_limit
+            if f0 >= 0.999:
+                break
+            if per is not None:  # about fifty chunks over the time
+                n_iter = max(100, min(int(time_limit / 50 / per), int((1 - f0) * time_limit / per) + 1))
+            f1 = min(1.0, f0 + (n_iter * per / time_limit if per else 0.0))
+            temps = (t_hot * (t_cold / t_hot) ** f0, t_hot * (t_cold / t_hot) ** f1)
+
+            def run(c: _Chain, chain_seed: int) -> None:
+                c.current, c.best = _anneal(c.seq, c.alt, arrays.n_alt, arrays.multi, arrays.back, n_iter, *temps,
+                                            reach, p_machine, chain_seed, c.current, c.best, c.best_seq, c.best_alt,
+                                            *args, penalty)
+
+            seeds = [int(rng.integers(1 << 30)) for _ in chains]
+            c0 = time.monotonic()
+            if pool is None:
+                run(chains[0], seeds[0])
+            else:
+                list(pool.map(run, chains, seeds))
+            spent = time.monotonic() - c0
+            per = 1e-5 if per is None else max(1e-7, spent / n_iter)  # the first chunk may include compiling
+            chunk += 1
+            if len(chains) > 1 and chunk % SYNC_CHUNKS == 0:
+                leader = min(chains, key=lambda c: c.current)
+                for c in chains:
+                    if c is not leader and c.current > leader.current:
+                        c.seq[:], c.alt[:], c.current = leader.seq, leader.alt, leader.current
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    top = min(chains, key=lambda c: c.best)
+    best, best_seq, best_alt = top.best, top.best_seq, top.best_alt
     if best == np.iinfo(np.int64).max:
         return start  # nothing within the caps was found
     return with_setups(instance, arrays.decode(best_seq, best_alt))

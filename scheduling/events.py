@@ -182,7 +182,7 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
         # simulated annealing on an operation list for most of the first stage: every decode is a valid schedule
         # and it tries a few hundred thousand per second, where a CP-SAT sub-problem takes tenths of a second
         annealed = anneal(inst, start, first, max(0.05, anneal_share * (stage1_end - time.monotonic())), seed=seed,
-                          cancel=cancel)
+                          workers=workers, cancel=cancel)
         if FjspModel_score(inst, annealed, first) < FjspModel_score(inst, start, first):
             start = annealed
         if on_progress:
@@ -208,7 +208,8 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
     if remaining > 0.2 and not (cancel and cancel.is_set()) and not violations(inst, best):
         # the second stage starts from the first's best; its neighbourhoods also free what was moved, to go back
         if anneal_share > 0:
-            calmer = anneal(inst, best, stable, anneal_share * remaining, seed=seed + 1, cancel=cancel)
+            calmer = anneal(inst, best, stable, anneal_share * remaining, seed=seed + 1, workers=workers,
+                            cancel=cancel)
             if FjspModel_score(inst, calmer, stable) < FjspModel_score(inst, best, stable):
                 best = calmer
         focus = focus_of(inst, kept, best, event.at, touched, window_end)

@@ -101,7 +101,8 @@ def solve(instance: Instance, time_limit: float = 10.0, workers: int = 2, *, obj
         # with changeovers, calendars, frozen steps or tardiness the tabu search does not apply; simulated
         # annealing on an operation list does (on the bench's 100 x 10 rescheduling instances it reached in 8 s a
         # sixth of the makespan + weighted tardiness CP-SAT's LNS reached in 60)
-        found = anneal(instance, best, objective, time_limit * anneal_phase, seed=seed, cancel=cancel)
+        found = anneal(instance, best, objective, time_limit * anneal_phase, seed=seed, workers=workers,
+                       cancel=cancel)
         if full_score(found) < best_obj:
             best, best_obj = found, full_score(found)
             report(best_obj, bound)

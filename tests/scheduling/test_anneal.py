@@ -117,3 +117,4 @@ def test_cancel_stops_it_early(broken):
     found = anneal(after, repaired, BASE, 30.0, cancel=cancel)
     assert time.monotonic() - t0 < 5.0
     assert violations(after, found) == []
+
