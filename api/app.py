@@ -38,6 +38,10 @@ from api.tags import TagController
 from api.schedules import DispatchController, ScheduleController
 from api.whatif import WhatIfController
 from api.writeback import WriteController
+from scheduling.config import SchedulingConfig
+from scheduling.trigger import TwinTrigger, trigger_config
+
+_TRIGGER_STOP_S = 10.0  # how long shutdown waits for a re-solve the trigger has under way (it stops at its best)
 
 def _configure(statement_timeout: float):  # type: ignore[no-untyped-def]
     async def configure(conn) -> None:  # type: ignore[no-untyped-def]
@@ -62,9 +66,11 @@ _SECURITY = Components(security_schemes={
 
 def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | None = None,
                pages: Sequence[Any] = (), middleware: Sequence[Any] = (), template_config: Any = None,
-               stream: StreamLimits | None = None) -> Litestar:
-    """The API over the historian at dsn; pages, middleware and templates are the command center's (web/)."""
+               stream: StreamLimits | None = None, scheduling: SchedulingConfig | None = None) -> Litestar:
+    """The API over the historian at dsn; pages, middleware and templates are the command center's (web/);
+    `scheduling` (the [scheduling] table) gives the schedule routes their defaults and may start the twin trigger."""
     api_config = config or ApiConfig()
+    scheduling_config = scheduling or SchedulingConfig()
     pool_size = pool_size or api_config.pool_size
 
     @asynccontextmanager
@@ -77,13 +83,28 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
         app.state.api_config = api_config
         app.state.key_check = KeyCheck(api_config.users, KeyStore())
         app.state.stream = StreamHub(dsn, stream)
+        app.state.scheduling = scheduling_config
         follower = asyncio.create_task(app.state.stream.run(), name="stream hub")
+        stop_trigger = asyncio.Event()
+        wanted = trigger_config(scheduling_config)  # None unless [scheduling] trigger asks for it
+        app.state.trigger = TwinTrigger(wanted) if wanted is not None else None
+        trigger = None
+        if app.state.trigger is not None:
+            trigger = asyncio.create_task(app.state.trigger.run(dsn, stop_trigger), name="twin trigger")
+        app.state.trigger_task = trigger
         try:
             yield
         finally:
             follower.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await follower
+            if trigger is not None:
+                stop_trigger.set()
+                _, late = await asyncio.wait([trigger], timeout=_TRIGGER_STOP_S)
+                for t in late:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
             await pool.close()
 
     app = Litestar(

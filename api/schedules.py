@@ -22,10 +22,11 @@ from litestar.params import JSONBody
 from api.auth import caller, requires
 from api.deps import provide_conn
 from scheduling import store
+from scheduling.config import ObjectiveName, SchedulingConfig
 from scheduling.cpsat import Objective
 from scheduling.events import EVENTS, Event, EventError, diff, reschedule
 from scheduling.problem import Changeover, OrderIn, Problem, ProblemError, placements_json, to_instance
-from scheduling.solver import solve
+from scheduling.solver import score, solve, solve_lex
 from scheduling.validate import violations
 
 MAX_SECONDS = 600.0
@@ -40,9 +41,11 @@ class ScheduleBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     origin: datetime | None = None
     changeovers: list[Changeover] = msgspec.field(default_factory=list)
     name: Annotated[str, msgspec.Meta(max_length=200)] = ""
-    objective: Literal["makespan", "tardiness", "weighted"] = "weighted"
-    time_limit_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)] = 10.0
-    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
+    objective: ObjectiveName | None = None
+    """Default: [scheduling] objective; with a comma, lexicographic: the first, then the second with the first held."""
+    time_limit_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)] | None = None
+    """Default: [scheduling] time_limit_s; so is `workers` its workers."""
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
 
 
 class EventBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -56,7 +59,9 @@ class EventBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     seq: int | None = None
     end: datetime | None = None
     new_order: OrderIn | None = None
-    time_limit_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)] = 5.0
+    time_limit_s: Annotated[float, msgspec.Meta(gt=0, le=MAX_SECONDS)] | None = None
+    """Default: [scheduling] time_limit_s (at most 600 s: the answer waits for it); so is `workers` its workers."""
+    workers: Annotated[int, msgspec.Meta(ge=1, le=64)] | None = None
 
 
 class _Run:
@@ -79,20 +84,40 @@ def _seconds(origin: datetime, ts: datetime) -> int:
     return int(round((ts - origin).total_seconds()))
 
 
+def _settings(state: State) -> SchedulingConfig:
+    """The [scheduling] table the app was made with: the defaults of what a request leaves out."""
+    return getattr(state, "scheduling", None) or SchedulingConfig()
+
+
 async def _run(state: State, sid: int, origin: datetime, inst, body: ScheduleBody, run: _Run) -> None:  # type: ignore[no-untyped-def]
     """Solve off the event loop and store version 1; a failure is recorded on the run."""
+    assert body.objective is not None and body.time_limit_s is not None and body.workers is not None  # filled in
+    kinds = body.objective.split(",")
+    workers = min(body.workers, os.cpu_count() or 1)
+    progress = lambda t, o, b: run.progress.append([round(t, 3), o, b])  # noqa: E731
     async with state.pool.connection() as conn:
         try:
             await store.set_run(conn, sid, "running")
-            result = await asyncio.to_thread(
-                solve, inst, body.time_limit_s, min(body.workers, os.cpu_count() or 1), objective=Objective(body.objective),
-                on_progress=lambda t, o, b: run.progress.append([round(t, 3), o, b]), cancel=run.cancel)
+            if len(kinds) == 2:
+                result, _ = await asyncio.to_thread(
+                    solve_lex, inst, (kinds[0], kinds[1]), body.time_limit_s, workers,
+                    tolerance=_settings(state).lexicographic_tolerance, on_progress=progress, cancel=run.cancel)
+            else:
+                result = await asyncio.to_thread(solve, inst, body.time_limit_s, workers,
+                                                 objective=Objective(body.objective), on_progress=progress,
+                                                 cancel=run.cancel)
             if result.schedule is None or violations(inst, result.schedule):
                 await store.set_run(conn, sid, "failed", run.progress, "the solver returned no valid schedule")
                 return
-            await store.add_version(conn, sid, origin, inst, result.schedule, cause={"kind": "initial"},
-                                    status=result.status, objective=result.objective, bound=result.bound,
-                                    gap=result.gap, solve_s=result.seconds)
+            # the version's objective is the first one's value; lexicographic: both in the cause, and no bound
+            # or gap (the second stage's are about the second objective)
+            values = {k: score(inst, result.schedule, Objective(k)) for k in kinds}
+            lex = len(kinds) == 2
+            await store.add_version(conn, sid, origin, inst, result.schedule,
+                                    cause={"kind": "initial", "objective": body.objective, "values": values},
+                                    status=result.status, objective=values[kinds[0]] if lex else result.objective,
+                                    bound=None if lex else result.bound, gap=None if lex else result.gap,
+                                    solve_s=result.seconds)
             await store.set_run(conn, sid, "cancelled" if run.cancel.is_set() else "done", run.progress)
         except Exception as e:  # noqa: BLE001  (recorded on the run, which is what the caller polls)
             await store.set_run(conn, sid, "failed", run.progress, f"{type(e).__name__}: {e}")
@@ -128,8 +153,14 @@ class ScheduleController(Controller):
         except ProblemError as e:
             raise _unprocessable(e.where, e.problem) from None
         who = (await caller(request)).name
+        table = _settings(state)
+        data = msgspec.structs.replace(
+            data, objective=data.objective if data.objective is not None else table.objective,
+            time_limit_s=data.time_limit_s if data.time_limit_s is not None else table.time_limit_s,
+            workers=data.workers if data.workers is not None else table.workers)
+        # stored as solved: what the request gave and the table filled in (the column takes the first objective)
         body = {**msgspec.to_builtins(data), "problem": msgspec.to_builtins(problem)}
-        sid = await store.create(conn, data.name, problem.origin, data.objective, body, who)
+        sid = await store.create(conn, data.name, problem.origin, data.objective.split(",")[0], body, who)  # type: ignore[union-attr]
         run = _RUNS[sid] = _Run()
         run.task = asyncio.create_task(_run(state, sid, problem.origin, inst, data, run))
         return {"id": sid, "state": "queued"}
@@ -171,7 +202,8 @@ class ScheduleController(Controller):
         return Response(gantt_svg(v["operations"]), media_type="image/svg+xml")
 
     @post("/{sid:int}/events", guards=[requires("operator")], status_code=201, summary="An event: a new version and its diff")
-    async def event(self, conn: NamedDependency[psycopg.AsyncConnection], sid: int, data: JSONBody[EventBody]) -> dict[str, Any]:
+    async def event(self, state: State, conn: NamedDependency[psycopg.AsyncConnection], sid: int,
+                    data: JSONBody[EventBody]) -> dict[str, Any]:
         """Freeze what has started, re-optimise with stability, compare with right-shift repair, store version n+1."""
         head = await store.get(conn, sid)
         v = await store.version(conn, sid)
@@ -179,10 +211,17 @@ class ScheduleController(Controller):
             raise NotFoundException(f"schedule {sid} has no version yet")
         origin = head["origin"]
         inst, previous = v["model"]
+        table = _settings(state)
+        data = msgspec.structs.replace(
+            data, time_limit_s=data.time_limit_s if data.time_limit_s is not None else min(table.time_limit_s, MAX_SECONDS),
+            workers=data.workers if data.workers is not None else table.workers)
         try:
             event = _event(inst, origin, data)
+            # re-optimised for the schedule's own objective (the first one when lexicographic)
             rs = await asyncio.to_thread(reschedule, inst, previous, event, time_limit=data.time_limit_s,
-                                         workers=min(2, os.cpu_count() or 1))
+                                         workers=min(data.workers, os.cpu_count() or 1),  # type: ignore[type-var]
+                                         kind=head["objective"].split(",")[0], move_weight=table.move_weight,
+                                         shift_weight=table.shift_weight, tolerance=table.stability_tolerance)
         except (EventError, ProblemError) as e:
             where, problem = (e.where, e.problem) if isinstance(e, ProblemError) else ("event", str(e))
             raise _unprocessable(where, problem) from None

@@ -1,4 +1,4 @@
-"""The [scheduling] table of shopfloor.toml: solver time and workers, objective, stability, trigger debounce."""
+"""The [scheduling] table of shopfloor.toml: solver time and workers, objective, stability, the twin trigger."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import msgspec
 from scheduling.cpsat import Objective
 
 ObjectiveName = Literal["makespan", "tardiness", "weighted", "makespan,tardiness", "tardiness,makespan"]
+TRIGGER_MODES = ("off", "latest")
 
 
 class SchedulingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -21,6 +22,7 @@ class SchedulingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     stability_tolerance: float = 0.01     # re-solves: objective within this of its best, then fewest moves
     move_weight: int | None = None        # None: 10 x the mean operation time
     shift_weight: int = 1
+    trigger: str = "off"                  # "latest": `shopfloor serve` keeps the newest schedule current
     trigger_debounce_s: float = 60.0
     trigger_poll_s: float = 5.0
 
@@ -32,11 +34,12 @@ class SchedulingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
                   ("stability_tolerance", 0 <= self.stability_tolerance <= 1, "must be 0..1"),
                   ("move_weight", self.move_weight is None or self.move_weight >= 0, "must be >= 0"),
                   ("shift_weight", self.shift_weight >= 0, "must be >= 0"),
+                  ("trigger", self.trigger in TRIGGER_MODES, 'must be "off" or "latest"'),
                   ("trigger_debounce_s", self.trigger_debounce_s >= 0, "must be >= 0"),
                   ("trigger_poll_s", self.trigger_poll_s > 0, "must be > 0")]
         for name, ok, rule in checks:
             if not ok:
-                raise ValueError(f"{name}: {rule}, got {getattr(self, name)}")
+                raise ValueError(f"{name}: {rule}, got {getattr(self, name)!r}")
 
     def lexicographic(self) -> tuple[str, str] | None:
         """The (first, second) objectives when the objective is lexicographic, else None."""

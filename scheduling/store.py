@@ -64,10 +64,28 @@ async def add_version(conn: psycopg.AsyncConnection, sid: int, origin: datetime,
 async def get(conn: psycopg.AsyncConnection, sid: int) -> dict[str, Any] | None:
     """The schedule with its run, or None."""
     async with conn.cursor(row_factory=dict_row) as c:
-        await c.execute("SELECT s.id, s.name, s.origin, s.objective, s.created_by, s.created_at, r.state, r.progress, "
+        # the column holds one of the three kinds; a lexicographic objective is kept whole in the request
+        await c.execute("SELECT s.id, s.name, s.origin, coalesce(s.request->>'objective', s.objective) AS objective, "
+                        "s.created_by, s.created_at, r.state, r.progress, "
                         "r.error, (SELECT max(version) FROM schedule_versions v WHERE v.schedule_id = s.id) AS latest "
                         "FROM schedules s JOIN schedule_runs r ON r.schedule_id = s.id WHERE s.id = %s", (sid,))
         return await c.fetchone()
+
+
+async def newest(conn: psycopg.AsyncConnection) -> int | None:
+    """The newest schedule that has a version (the one the dispatch lists follow), or None."""
+    cur = await conn.execute("SELECT max(schedule_id) FROM schedule_versions")
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+async def machines_down(conn: psycopg.AsyncConnection, sid: int) -> dict[str, bool]:
+    """Per machine named by a machine_down/machine_back version of the schedule: whether the last one was down."""
+    cur = await conn.execute(
+        "SELECT DISTINCT ON (cause->>'machine') cause->>'machine', cause->>'kind' = 'machine_down' "
+        "FROM schedule_versions WHERE schedule_id = %s AND cause->>'kind' IN ('machine_down', 'machine_back') "
+        "ORDER BY cause->>'machine', version DESC", (sid,))
+    return {m: bool(down) for m, down in await cur.fetchall()}
 
 
 async def version(conn: psycopg.AsyncConnection, sid: int, number: int | None = None) -> dict[str, Any] | None:

@@ -60,12 +60,13 @@ def cmd_migrate(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
-    """Serve the API and the command center over an existing historian, as [api] says (keys, TLS, limits)."""
+    """Serve the API and the command center over an existing historian, as [api] says (keys, TLS, limits), with
+    [scheduling]'s defaults and, when it says so, the twin trigger."""
     from web.app import create_app
 
     dsn = _dsn(args, config)
     vision_cli.sync(dsn, config.inspection)  # the API judges images with the configured stations
-    api_cli.serve(create_app(dsn, config.api), config.api)
+    api_cli.serve(create_app(dsn, config.api, scheduling=config.scheduling), config.api)
     return 0
 
 

@@ -155,7 +155,7 @@ async def _serve(config: Config, dsn: str, state, stop: asyncio.Event, stopped: 
         # a key for this run only, so write-back can be tried without editing a file
         config.api.users = [ApiUser(name="demo-operator", key=secrets.token_urlsafe(24), role="operator")]
         print(f"demo operator API key (this run only): {config.api.users[0].key}")
-    app = create_app(dsn, config.api)
+    app = create_app(dsn, config.api, scheduling=config.scheduling)
     api = _Api(uvicorn.Config(app, host=config.api.host, port=config.api.port, log_level="warning"))
     base = f"http://{config.api.host}:{config.api.port}"
     async with Plant(p.settings()) as plant:

@@ -20,6 +20,7 @@ from api.app import create_app as create_api
 from api.config import ApiConfig
 from api.inputs import check_text
 from api.stream import StreamLimits
+from scheduling.config import SchedulingConfig
 from web.gate import SessionGate, page_headers
 from web.pages import Pages
 from web.signin import SignIn, open_page
@@ -54,7 +55,7 @@ def _refused(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
 
 
 def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | None = None,
-               stream: StreamLimits | None = None) -> Litestar:
+               stream: StreamLimits | None = None, scheduling: SchedulingConfig | None = None) -> Litestar:
     """The API at dsn with the command center's pages on / (sign-in at /login)."""
     config = config or ApiConfig()
     # the CSRF secret lives as long as the process: after a restart, a form open in a browser is reloaded once
@@ -67,6 +68,6 @@ def create_app(dsn: str, config: ApiConfig | None = None, *, pool_size: int | No
     app = create_api(dsn, config, pool_size=pool_size, pages=[pages, static],
                      middleware=[DefineMiddleware(SessionGate, csrf=csrf)],
                      template_config=TemplateConfig(directory=HERE / "templates", engine=JinjaTemplateEngine),
-                     stream=stream)
+                     stream=stream, scheduling=scheduling)
     app.asgi_handler = page_headers(app.asgi_handler)
     return app

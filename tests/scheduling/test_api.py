@@ -158,3 +158,43 @@ async def test_changeover_matrix_from_the_mes(conn):
     with pytest.raises(psycopg.errors.CheckViolation):  # a product never changes over to itself
         await conn.execute("INSERT INTO changeovers (from_product_id, to_product_id, seconds) "
                            "SELECT id, id, 5 FROM products WHERE code = 'P1'")
+
+
+async def test_scheduling_table_gives_the_defaults_a_request_leaves_out(conn, dsn):
+    from scheduling.config import SchedulingConfig
+
+    await conn.execute("INSERT INTO machines (name, line) VALUES ('m1', 'L1'), ('m2', 'L1')")
+    table = SchedulingConfig(time_limit_s=1.5, workers=1, objective="tardiness,makespan", lexicographic_tolerance=0.1)
+    async with AsyncTestClient(app=create_app(dsn, api_config(), pool_size=3, scheduling=table)) as c:
+        c.headers.update(auth("engineer"))
+        sid = await solved(c, {"problem": PROBLEM})  # no objective, time limit or workers: the table's
+        body = (await c.get(f"/api/v1/schedules/{sid}")).json()
+        assert body["objective"] == "tardiness,makespan"
+        cause = body["version"]["cause"]
+        assert cause["kind"] == "initial" and cause["objective"] == "tardiness,makespan"
+        assert set(cause["values"]) == {"tardiness", "makespan"}
+        assert body["version"]["objective"] == cause["values"]["tardiness"] and body["version"]["bound"] is None
+        assert body["version"]["solve_s"] <= 1.5 + 0.5
+        stored = await scalar_of(conn, f"SELECT request - 'problem' FROM schedules WHERE id = {sid}")
+        assert {k: stored[k] for k in ("objective", "time_limit_s", "workers")} == {
+            "objective": "tardiness,makespan", "time_limit_s": 1.5, "workers": 1}
+        # the column holds the first objective: it only knows the three kinds
+        assert await scalar_of(conn, f"SELECT objective FROM schedules WHERE id = {sid}") == "tardiness"
+
+        # an event without a time limit: the table's, kept in the version's cause
+        r = await c.post(f"/api/v1/schedules/{sid}/events", headers=auth("operator"),
+                         json={"kind": "machine_down", "at": "2026-12-07T06:05:00Z", "machine": "m1",
+                               "until": "2026-12-07T07:05:00Z"})
+        assert r.status_code == 201, r.text
+        cause = (await c.get(f"/api/v1/schedules/{sid}?version=2")).json()["version"]["cause"]
+        assert cause["time_limit_s"] == 1.5 and cause["workers"] == 1
+
+        # a request's own values win, and stay bounded
+        sid = await solved(c, {"problem": PROBLEM, "objective": "makespan", "time_limit_s": 1, "workers": 2})
+        stored = await scalar_of(conn, f"SELECT request - 'problem' FROM schedules WHERE id = {sid}")
+        assert (stored["objective"], stored["time_limit_s"], stored["workers"]) == ("makespan", 1, 2)
+        assert (await c.get(f"/api/v1/schedules/{sid}")).json()["version"]["cause"]["objective"] == "makespan"
+        r = await c.post("/api/v1/schedules", json={"problem": PROBLEM, "time_limit_s": 601})
+        assert r.status_code == 400
+        r = await c.post("/api/v1/schedules", json={"problem": PROBLEM, "objective": "fastest"})
+        assert r.status_code == 400
