@@ -274,7 +274,7 @@ class _Chain:
     best_alt: np.ndarray
 
 
-SYNC_CHUNKS = 8  # chains that fell behind restart from the leader's state every so many chunks (~1/6 of the time)
+SYNC_FRACTION = 0.16  # chains that fell behind restart from the leader's state after each such share of the time
 
 
 def anneal(instance: Instance, start: Schedule, objective: Objective, time_limit: float, *, seed: int = 0,
@@ -320,14 +320,14 @@ def anneal(instance: Instance, start: Schedule, objective: Objective, time_limit
     chains = [_Chain(seq.copy(), alt.copy(), current, best, best_seq.copy(), best_alt.copy())
               for _ in range(max(1, workers))]
     pool = ThreadPoolExecutor(len(chains)) if len(chains) > 1 else None
-    n_iter, per, chunk = 1000, None, 0
+    n_iter, per, next_sync = 1000, None, SYNC_FRACTION
     try:
         while not (cancel and cancel.is_set()):
             f0 = (time.monotonic() - t0) / time_limit
             if f0 >= 0.999:
                 break
-            if per is not None:  # about fifty chunks over the time
-                n_iter = max(100, min(int(time_limit / 50 / per), int((1 - f0) * time_limit / per) + 1))
+            if per is not None:  # chunks of a fiftieth of the time, at most 0.1 s: a cancel is seen within that
+                n_iter = max(100, min(int(min(0.1, time_limit / 50) / per), int((1 - f0) * time_limit / per) + 1))
             f1 = min(1.0, f0 + (n_iter * per / time_limit if per else 0.0))
             temps = (t_hot * (t_cold / t_hot) ** f0, t_hot * (t_cold / t_hot) ** f1)
 
@@ -344,8 +344,8 @@ def anneal(instance: Instance, start: Schedule, objective: Objective, time_limit
                 list(pool.map(run, chains, seeds))
             spent = time.monotonic() - c0
             per = 1e-5 if per is None else max(1e-7, spent / n_iter)  # the first chunk may include compiling
-            chunk += 1
-            if len(chains) > 1 and chunk % SYNC_CHUNKS == 0:
+            if len(chains) > 1 and (time.monotonic() - t0) / time_limit >= next_sync:
+                next_sync += SYNC_FRACTION
                 leader = min(chains, key=lambda c: c.current)
                 for c in chains:
                     if c is not leader and c.current > leader.current:
