@@ -23,8 +23,8 @@ is not scheduled inside the gateway's event loop), and this process runs:
    forward() -> HistorianWriter -> a scratch TimescaleDB database, wired as `gateway run` wires
    it: one Collector (group commit) shared by the sinks, the spool's and the historian's default
    flush intervals unless --spool-flush / --historian-flush say otherwise, Modbus numeric
-   responses handed over as blocks (put_block) and OPC UA notifications' numbers as points
-   (put_points), as the gateway's SpoolSink takes them.
+   responses handed over as blocks (put_block) and OPC UA notifications' and Sparkplug metrics'
+   numbers as points (put_points), as the gateway's SpoolSink takes them.
    samples_per_s = rows committed (SQL count) / (first device publish -> last commit
    acknowledged to forward()); the best round of each side is compared (ratio_to_bare).
    After these rounds Modbus runs the bare loop once more per round with the gateway's own lean
@@ -481,16 +481,17 @@ class GatedSink:
             raise asyncio.CancelledError
         self.inner.put_block(tags, ts_us, values, quality)
 
-    # the points path (OPC UA notifications' numbers as numpy columns), as the gateway's SpoolSink offers it
+    # the points path (OPC UA notifications' and Sparkplug metrics' numbers as numpy columns), as the gateway's
+    # SpoolSink offers it
     @property
     def takes_points(self) -> bool:
         return bool(self.inner.takes_points)
 
     def put_points(self, tags: tuple[str, ...], at: np.ndarray, ts_us: np.ndarray, values: np.ndarray,
-                   quality: np.ndarray | None) -> None:
+                   quality: np.ndarray | None, waits: bool = False) -> None:
         if self.closed:  # called inside asyncua's publish callback: not taken, not counted (durable() ends the source)
             return
-        self.inner.put_points(tags, at, ts_us, values, quality)
+        self.inner.put_points(tags, at, ts_us, values, quality, waits=waits)
 
     def full(self) -> bool:
         return bool(self.inner.full())

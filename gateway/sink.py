@@ -27,7 +27,9 @@ class Collector:
     A flush does not sit out its interval once `flush_rows` readings of publishes (sources that
     wait for the disk: MQTT acknowledges its broker after it, OPC UA's outbox sends its next batch
     after it) are in: they would only wait, and a push source's throughput is what it may have in
-    flight divided by that wait. Blocks (put_block: polls that do not wait) never cut it short.
+    flight divided by that wait. Points put with `waits` (MQTT's Sparkplug numbers, acknowledged after
+    the record) count as such readings; blocks (put_block: polls that do not wait) and OPC UA's points
+    never cut it short.
     """
 
     def __init__(self, spool: Spool, interval: float = 0.0, flush_rows: int = 1000) -> None:
@@ -82,13 +84,15 @@ class Collector:
         self._next_flush()
 
     def put_points(self, status: SourceStatus, tags: tuple[str, ...], at: np.ndarray, ts_us: np.ndarray,
-                   values: np.ndarray, quality: np.ndarray | None, read: int | None = None) -> None:
+                   values: np.ndarray, quality: np.ndarray | None, read: int | None = None,
+                   waits: bool = False) -> None:
         """Add numeric readings with a time each (int32 positions in `tags`, int64 µs, float64, int16 or None) without waiting.
 
         `tags` is the source's tag tuple, kept for life (encoded once per tuple). `read`: readings
         the source read, when exception reporting kept only these (default: all of them); they
         count in readings_total once the record holding them is on disk, or at once when none
-        is kept.
+        is kept. `waits`: the source awaits durable() right after (MQTT acknowledges its broker
+        then), so these readings count towards flush_rows as a publish's do.
         """
         read = len(values) if read is None else read
         if not len(values):
@@ -97,6 +101,10 @@ class Collector:
         self._points.add(status, tags, at, ts_us, values, quality, read)
         self.unsynced_rows += len(values)
         self._next_flush()
+        if waits:
+            self._waiting_rows += len(values)
+            if self._waiting_rows >= self.flush_rows and self._early is not None:
+                self._early.set()
 
     async def room(self, limit: int) -> None:
         """Wait while more than `limit` block rows are not yet on disk (a poll slows down rather than piling up).
@@ -342,19 +350,20 @@ class SpoolSink:
         return True
 
     def put_points(self, tags: tuple[str, ...], at: np.ndarray, ts_us: np.ndarray, values: np.ndarray,
-                   quality: np.ndarray | None) -> None:
+                   quality: np.ndarray | None, waits: bool = False) -> None:
         """Filter numeric readings with a time each and hand over what is kept without waiting; counted once on disk.
 
         Reading i is of tag tags[at[i]] (int32) at ts_us[i] (int64 µs), values float64, quality
-        int16 or None for all good; `tags` is the source's tuple, kept for life.
+        int16 or None for all good; `tags` is the source's tuple, kept for life. `waits`: the
+        source awaits durable() next (see Collector.put_points).
         """
         if self._filter.active:
             kept = self._filter.keep_points(tags, at, ts_us, values, quality)
             if not kept.all():
                 self._collector.put_points(self._status, tags, at[kept], ts_us[kept], values[kept],
-                                           None if quality is None else quality[kept], read=len(values))
+                                           None if quality is None else quality[kept], read=len(values), waits=waits)
                 return
-        self._collector.put_points(self._status, tags, at, ts_us, values, quality)
+        self._collector.put_points(self._status, tags, at, ts_us, values, quality, waits=waits)
 
     def full(self) -> bool:
         """True while the spool is full: a polling source skips its polls (and counts them) until it is not."""

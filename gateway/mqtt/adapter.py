@@ -220,15 +220,22 @@ class MqttSource:
 
     async def _handle(self, client: AckClient, sink: Sink, batch: list[aiomqtt.Message]) -> None:
         """Decode a batch, spool it, then (and only then) acknowledge it, and ask for rebirths."""
-        out = Outcome()
+        # a sink that takes points (the gateway's SpoolSink) gets Sparkplug's numbers as columns
+        out = Outcome(points=[] if getattr(sink, "takes_points", False) else None)
         for message in batch:
             self._route(message.topic.value, message.payload, out)  # type: ignore[arg-type]  # paho gives bytes
         for reason, payload in out.dead_letters:
             await sink.dead_letter(reason, payload)
+        for run in out.points or ():
+            sink.put_points(*run, waits=True)  # type: ignore[attr-defined]
         if out.readings:
             await sink.publish(out.readings)
         if out.columns:
             await sink.publish_columns(out.columns)
+        if out.points:
+            # handed over without waiting: acknowledged only once their record is on disk (the sink
+            # counts them in readings_total then); rows published above joined the same record or a later one
+            await sink.durable()  # type: ignore[attr-defined]
         for message in batch:
             client.ack(message)
         self.status.readings_total += len(out.readings) + len(out.columns)

@@ -273,3 +273,31 @@ async def test_publishes_that_wait_start_the_record_at_flush_rows_and_blocks_nev
     with pytest.raises(ValueError, match="flush_rows: must be at least 1, got 0"):
         SpoolConfig(flush_rows=0)
     spool.close()
+
+
+async def test_points_a_source_waits_for_start_the_record_at_flush_rows_and_others_do_not(tmp_path: Path):
+    import numpy as np
+
+    from gateway.sink import Collector
+    from gateway.source import SourceStatus
+
+    spool = Spool(tmp_path)
+    loop = asyncio.get_running_loop()
+    collector = Collector(spool, 0.5, flush_rows=100)
+    tags = tuple(f"t{i}" for i in range(200))
+    status = SourceStatus("sp", "mqtt")
+
+    def put(n: int, waits: bool) -> None:
+        at = np.arange(n, dtype=np.int32)
+        collector.put_points(status, tags, at, np.full(n, 1, dtype=np.int64), at.astype(np.float64), None, waits=waits)
+
+    t0 = loop.time()
+    put(60, True)
+    put(60, True)  # MQTT's Sparkplug numbers: acknowledged after the record, so 120 >= 100 start it
+    await collector.durable()
+    assert loop.time() - t0 < 0.25 and spool.depth == 1 and status.readings_total == 120
+    t0 = loop.time()
+    put(150, False)  # OPC UA's points: nobody waits on them, the record sits out its interval
+    await collector.durable()
+    assert loop.time() - t0 >= 0.45 and status.readings_total == 270
+    spool.close()
