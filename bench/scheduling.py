@@ -33,7 +33,6 @@ import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 from statistics import mean
 from typing import Any
@@ -133,8 +132,8 @@ def rescheduling(args: argparse.Namespace, seed: int = 7) -> dict[str, Any]:
     print(f"reschedule {inst.name}: the rescheduler's first stage alone {args.full_resolve_limit}s ...", file=sys.stderr,
           flush=True)
     own = reschedule(inst, current, event, time_limit=args.full_resolve_limit, workers=args.workers, seed=0, split=1.0)
-    lns_obj = own.optimised_objective
-    best_full = min(full_obj, lns_obj)
+    own_obj = own.optimised_objective
+    best_full = min(full_obj, own_obj)
     valid = not violations(rs.instance, rs.optimised.schedule) and not violations(rs.instance, rs.repaired) \
         and not violations(rs.instance, full.schedule) and not violations(own.instance, own.optimised.schedule)
     gap = _gap(rs.optimised_objective, full_obj)
@@ -149,7 +148,7 @@ def rescheduling(args: argparse.Namespace, seed: int = 7) -> dict[str, Any]:
             "gap_at_10s_pct": gap,
             "moved_ops": moved, "shifted_ops": rs.optimised_diff.shifted,
             "full_resolve_moved_ops": full_moved, "full_resolve_shifted_ops": diff(current, full.schedule).shifted,
-            "own_resolve_objective": lns_obj, "own_resolve_moved_ops": len(own.optimised_diff.moved),
+            "own_resolve_objective": own_obj, "own_resolve_moved_ops": len(own.optimised_diff.moved),
             "gap_to_best_resolve_pct": _gap(rs.optimised_objective, best_full),
             "right_shift": {"objective": rs.repaired_objective, "moved_ops": len(rs.repair_diff.moved),
                             "shifted_ops": rs.repair_diff.shifted, "gap_pct": _gap(rs.repaired_objective, full_obj)},

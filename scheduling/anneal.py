@@ -2,8 +2,8 @@
 schedule is a sequence of job ids (the k-th occurrence of job j is its k-th step not yet started) and a machine per
 step; decoding places the steps in list order, each as early as its job, its machine's last step plus the
 changeover and the machine's unavailable windows allow. Every list decodes to a valid schedule, so a move (shift
-one entry a few places, or give a step another of its machines) costs one O(n) decode in numba, about a
-microsecond per step, against a CP-SAT sub-problem's tenths of a second.
+one entry up to `reach` places, or give a step another of its machines) costs one O(n) decode in numba, a few
+microseconds for a few hundred steps, against a CP-SAT sub-problem's tenths of a second.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ class _Arrays:
         self.free_ptr = np.cumsum([0] + [len(f) for f in free]).astype(np.int64)
         self.free_ops = np.array([v for f in free for v in f] or [0], np.int64)
         self.n_free = int(self.free_ptr[-1])
+        self.free = {v for f in free for v in f}  # the steps not yet started
         self.due = np.array([j.due if j.due is not None else _NO_DUE for j in instance.jobs], np.int64)
         self.weight = np.array([j.weight for j in instance.jobs], np.int64)
         self.prev_m = np.full(max(n, 1), -1, np.int64)
@@ -101,16 +102,10 @@ class _Arrays:
             v = self.index[(p.job, p.op)]
             a = int(np.nonzero(self.alt_m[v] == p.machine)[0][0])
             alt[v] = a
-            if v in self._free_set:
+            if v in self.free:
                 entries.append((p.start, p.end, p.job, p.op))
         seq = np.array([j for _, _, j, _ in sorted(entries)] or [0], np.int64)[:self.n_free]
         return seq, alt
-
-    @property
-    def _free_set(self) -> set[int]:
-        if not hasattr(self, "_fs"):
-            self._fs = set(int(v) for v in self.free_ops[:self.n_free])
-        return self._fs
 
     def args(self) -> tuple:
         """The arrays the kernels take, in their order."""

@@ -153,9 +153,10 @@ def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_lim
                tolerance: float = 0.01, split: float = 0.85, seed: int = 0, anneal_share: float = 0.9,
                on_progress=None, cancel: threading.Event | None = None) -> Reschedule:  # type: ignore[no-untyped-def]
     """Apply the event, repair by right shift at once, then re-optimise lexicographically from the repair: first the
-    objective (ties to fewer moves) by LNS focused on the disrupted part for up to `split` of the time (less when it
-    stops improving), then the fewest moves and start shifts against the previous version with the objective held
-    within `tolerance` (relative) of what the first stage reached and never above the repair."""
+    objective (ties to fewer moves) for `split` of the time, by simulated annealing (`anneal_share` of the stage) and
+    then LNS focused on the disrupted part; then the fewest moves and start shifts against the previous version,
+    annealing and LNS again, with the objective held within `tolerance` (relative) of what the first stage reached
+    and never above the repair."""
     t0 = time.monotonic()
     inst = apply_event(instance, previous, event)
     down = {event.machine} if event.kind == "machine_down" and event.until is None else set()
