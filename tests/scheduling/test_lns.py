@@ -20,9 +20,7 @@ BASE = Objective("weighted", 10, 10)
 @pytest.fixture(scope="module")
 def broken():
     inst = generate(30, 5, seed=4, ops=(2, 4))
-    # CP-SAT alone (no annealing) leaves a plan where the jobs the breakdown delays or makes late are a minority,
-    # so a neighbourhood's preference for them can be measured against their share
-    current = solve(inst, 3.0, 2, objective=BASE, anneal_phase=0).schedule
+    current = solve(inst, 3.0, 2, objective=BASE).schedule
     span = current.makespan()
     busy = max(range(inst.n_machines), key=lambda m: sum(p.end - p.start for p in current.placements if p.machine == m))
     event = Event("machine_down", span // 3, machine=busy, until=span // 3 + span // 8)
@@ -69,9 +67,13 @@ def test_neighbourhoods_sit_on_the_disruption_and_never_free_frozen_work(broken,
             total += len(free)
         return hit / total
 
-    # the default mix draws mostly the delayed and late jobs (they carry the weighted tardiness)
+    # the default mix draws mostly the delayed and late jobs (they carry the weighted tardiness): the other jobs'
+    # operations are freed at most 0.7 times as often as their share of the plan (at a hot share of one half: > 0.65).
+    # Relative, because the plan (3 s on 2 workers) varies from run to run and so does the hot share: a fixed margin
+    # of 0.15 over it cannot hold above a share of about 0.79 (70 % of the draws are hot jobs only, the rest about at
+    # their share), and a clean-clone run saw 0.87
     hot_share = sum(p.job in hot for p in movable) / len(movable)
-    assert share(lambda k: k[0] in hot) > hot_share + 0.15, hot_share
+    assert 1 - share(lambda k: k[0] in hot) < 0.7 * (1 - hot_share), hot_share
     # the time-window kind alone: the first third after the event holds well over a third of the freed operations
     monkeypatch.setattr(lns, "MIX", (1.0, 1.0, 1.0))
     early_share = sum(early((p.job, p.op)) for p in movable) / len(movable)
