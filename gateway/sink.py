@@ -173,45 +173,59 @@ class Collector:
         self.unsynced_rows -= blocks.rows + points.rows
 
 
-class _Blocks:
-    """The numeric responses of one record as they come in (a list of arrays; joined once per record)."""
+class _Parts:
+    """What one record's numeric hand-overs share: their sources, tag tuples (each named once), values, qualities
+    and the readings each source read (counted once the record is on disk)."""
 
     def __init__(self) -> None:
         self.source: list[str] = []
         self.tagsets: list[tuple[str, ...]] = []
         self.index: dict[int, int] = {}  # id(tag tuple) -> its place in tagsets (the tuples are kept alive there)
         self.tagset: list[int] = []
-        self.ts_us: list[int] = []
         self.values: list[np.ndarray] = []
         self.quality: list[np.ndarray | None] = []
-        self.kept: list[np.ndarray | None] = []
         self.counts: dict[int, tuple[SourceStatus, int]] = {}  # id(status) -> (status, readings read)
         self.rows = 0  # readings to store (what unsynced_rows counts)
 
-    def add(self, status: SourceStatus, tags: tuple[str, ...], ts_us: int, values: np.ndarray,
-            quality: np.ndarray | None, kept: np.ndarray | None = None) -> None:
-        """Append one response (values and quality: only the kept readings' when kept is given)."""
+    def _add(self, status: SourceStatus, tags: tuple[str, ...], values: np.ndarray, quality: np.ndarray | None,
+             read: int) -> None:
         k = self.index.get(id(tags))
         if k is None:
             k = self.index[id(tags)] = len(self.tagsets)
             self.tagsets.append(tags)
         self.source.append(status.name)
         self.tagset.append(k)
-        self.ts_us.append(ts_us)
         self.values.append(values)
         self.quality.append(quality)
-        self.kept.append(kept)
         had = self.counts.get(id(status))
-        self.counts[id(status)] = (status, (len(values) if kept is None else len(kept)) + (had[1] if had else 0))
+        self.counts[id(status)] = (status, read + (had[1] if had else 0))
         self.rows += len(values)
+
+    def _quality_bytes(self) -> bytes:
+        """Every reading's quality as little-endian int16s; empty when all are good."""
+        if not any(q is not None for q in self.quality):
+            return b""
+        return np.concatenate([np.full(len(v), int(Quality.GOOD), dtype="<i2") if q is None else q
+                               for v, q in zip(self.values, self.quality)]).astype("<i2").tobytes()
+
+
+class _Blocks(_Parts):
+    """The numeric responses of one record as they come in (a list of arrays; joined once per record)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ts_us: list[int] = []
+        self.kept: list[np.ndarray | None] = []
+
+    def add(self, status: SourceStatus, tags: tuple[str, ...], ts_us: int, values: np.ndarray,
+            quality: np.ndarray | None, kept: np.ndarray | None = None) -> None:
+        """Append one response (values and quality: only the kept readings' when kept is given)."""
+        self._add(status, tags, values, quality, len(values) if kept is None else len(kept))
+        self.ts_us.append(ts_us)
+        self.kept.append(kept)
 
     def spooled(self) -> SpooledBlocks:
         """The blocks as they go into a spool record."""
-        if any(q is not None for q in self.quality):
-            quality = np.concatenate([np.full(len(v), int(Quality.GOOD), dtype="<i2") if q is None else q
-                                      for v, q in zip(self.values, self.quality)]).astype("<i2").tobytes()
-        else:
-            quality = b""
         if any(k is not None for k in self.kept):
             sizes = [len(self.tagsets[k]) for k in self.tagset]
             kept = np.concatenate([np.ones(n, dtype=bool) if k is None else k
@@ -219,54 +233,32 @@ class _Blocks:
         else:
             kept = b""
         return SpooledBlocks(self.source, [_encoded(t) for t in self.tagsets], self.tagset, self.ts_us,
-                             np.concatenate(self.values).astype("<f8").tobytes(), quality, kept)
+                             np.concatenate(self.values).astype("<f8").tobytes(), self._quality_bytes(), kept)
 
 
-class _Points:
+class _Points(_Parts):
     """The numeric readings with a time each of one record as they come in (arrays joined once per record)."""
 
     def __init__(self) -> None:
-        self.source: list[str] = []
-        self.tagsets: list[tuple[str, ...]] = []
-        self.index: dict[int, int] = {}  # id(tag tuple) -> its place in tagsets (the tuples are kept alive there)
-        self.tagset: list[int] = []
+        super().__init__()
         self.count: list[int] = []
         self.at: list[np.ndarray] = []
         self.ts_us: list[np.ndarray] = []
-        self.values: list[np.ndarray] = []
-        self.quality: list[np.ndarray | None] = []
-        self.counts: dict[int, tuple[SourceStatus, int]] = {}  # id(status) -> (status, readings read)
-        self.rows = 0
 
     def add(self, status: SourceStatus, tags: tuple[str, ...], at: np.ndarray, ts_us: np.ndarray,
             values: np.ndarray, quality: np.ndarray | None, read: int) -> None:
         """Append one hand-over of a source: a run of readings, `read` of them counted as read."""
-        k = self.index.get(id(tags))
-        if k is None:
-            k = self.index[id(tags)] = len(self.tagsets)
-            self.tagsets.append(tags)
-        self.source.append(status.name)
-        self.tagset.append(k)
+        self._add(status, tags, values, quality, read)
         self.count.append(len(values))
         self.at.append(at)
         self.ts_us.append(ts_us)
-        self.values.append(values)
-        self.quality.append(quality)
-        had = self.counts.get(id(status))
-        self.counts[id(status)] = (status, read + (had[1] if had else 0))
-        self.rows += len(values)
 
     def spooled(self) -> SpooledPoints:
         """The readings as they go into a spool record."""
-        if any(q is not None for q in self.quality):
-            quality = np.concatenate([np.full(len(v), int(Quality.GOOD), dtype="<i2") if q is None else q
-                                      for v, q in zip(self.values, self.quality)]).astype("<i2").tobytes()
-        else:
-            quality = b""
         return SpooledPoints(self.source, [_encoded(t) for t in self.tagsets], self.tagset, self.count,
                              np.concatenate(self.at).astype("<i4").tobytes(),
                              np.concatenate(self.ts_us).astype("<i8").tobytes(),
-                             np.concatenate(self.values).astype("<f8").tobytes(), quality)
+                             np.concatenate(self.values).astype("<f8").tobytes(), self._quality_bytes())
 
 
 def merge(sources: list[str], parts: list[ReadingColumns], letters: list[SpooledLetter]) -> SpoolRecord:

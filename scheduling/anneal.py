@@ -200,15 +200,18 @@ def _anneal(seq, alt, n_alt, multi, back, n_iter, temp_from, temp_to, reach, p_m
             best_value, best_seq, best_alt, free_ptr, free_ops, alt_m, alt_p, fam, setup, win_ptr, win_s, win_e,
             m_ready0, m_fam0, j_ready0, j_end0, due, weight, prev_m, prev_s, w, caps, cw,
             penalty):  # type: ignore[no-untyped-def]
-    """n_iter iterations cooling geometrically from temp_from to temp_to; moves: an entry shifted up to `reach` places, or a step given another machine. A state above its caps costs `penalty` per
-    unit of excess and is never kept as the best. Returns (current value, best value)."""
+    """n_iter iterations cooling geometrically from temp_from to temp_to; moves: an entry shifted up to `reach`
+    places, or a step given another machine. A state above its caps costs `penalty` per unit of excess and is never
+    kept as the best. Returns (current value, best value)."""
     np.random.seed(seed)
     starts = np.zeros(len(alt), np.int64)
     k = len(seq)
     ratio = temp_to / temp_from
     for it in range(n_iter):
         temp = temp_from * ratio ** (it / n_iter)
-        if multi[0] >= 0 and np.random.random() < p_machine:
+        machine_move = multi[0] >= 0 and np.random.random() < p_machine
+        v = old = a = b = 0
+        if machine_move:
             v = multi[np.random.randint(len(multi))]
             old = alt[v]
             if back[v] >= 0 and np.random.random() < 0.5:
@@ -220,16 +223,6 @@ def _anneal(seq, alt, n_alt, multi, back, n_iter, temp_from, temp_to, reach, p_m
                 if new >= old:
                     new += 1
             alt[v] = new
-            value, excess = _evaluate(seq, alt, free_ptr, free_ops, alt_m, alt_p, fam, setup, win_ptr, win_s,
-                                      win_e, m_ready0, m_fam0, j_ready0, j_end0, due, weight, prev_m, prev_s, w,
-                                      caps, cw, starts)
-            value += penalty * excess
-            delta = value - current
-            if delta <= 0 or np.random.random() < math.exp(-delta / temp):
-                current = value
-            else:
-                alt[v] = old
-                continue
         else:
             a = np.random.randint(k)
             b = a + np.random.randint(-reach, reach + 1)
@@ -240,16 +233,19 @@ def _anneal(seq, alt, n_alt, multi, back, n_iter, temp_from, temp_to, reach, p_m
             if a == b or seq[a] == seq[b]:
                 continue
             _move(seq, a, b)
-            value, excess = _evaluate(seq, alt, free_ptr, free_ops, alt_m, alt_p, fam, setup, win_ptr, win_s,
-                                      win_e, m_ready0, m_fam0, j_ready0, j_end0, due, weight, prev_m, prev_s, w,
-                                      caps, cw, starts)
-            value += penalty * excess
-            delta = value - current
-            if delta <= 0 or np.random.random() < math.exp(-delta / temp):
-                current = value
+        value, excess = _evaluate(seq, alt, free_ptr, free_ops, alt_m, alt_p, fam, setup, win_ptr, win_s, win_e,
+                                  m_ready0, m_fam0, j_ready0, j_end0, due, weight, prev_m, prev_s, w, caps, cw,
+                                  starts)
+        value += penalty * excess
+        delta = value - current
+        if delta <= 0 or np.random.random() < math.exp(-delta / temp):
+            current = value
+        else:  # undone
+            if machine_move:
+                alt[v] = old
             else:
                 _move(seq, b, a)
-                continue
+            continue
         if current < best_value and excess == 0:
             best_value = current
             best_seq[:] = seq
@@ -290,19 +286,13 @@ def anneal(instance: Instance, start: Schedule, objective: Objective, time_limit
     # never settles above it, and only states within the caps are kept as the best
     penalty = 10 * max(1, int(arrays.w[2]), int(arrays.w[3]))
 
-    def value_of(s: np.ndarray, a: np.ndarray) -> int:
-        v, excess = _evaluate(s, a, *args, starts)
-        return int(v + penalty * excess)
-
-    current = value_of(seq, alt)
-    feasible = _evaluate(seq, alt, *args, starts)[1] == 0
-    best = current if feasible else np.iinfo(np.int64).max
-    best_seq, best_alt = seq.copy(), alt.copy()
+    plain, excess = (int(x) for x in _evaluate(seq, alt, *args, starts))
+    current = plain + penalty * excess
+    best = current if excess == 0 else np.iinfo(np.int64).max
     rng = np.random.default_rng(seed)
     # the temperature: from a fifth of the typical worsening of a random move down to 10^-4 of that (of the
     # objective alone: a cap's penalty would make it far too hot to settle within the cap)
     deltas = []
-    plain = int(_evaluate(seq, alt, *args, starts)[0])
     for _ in range(300):
         a, b = rng.integers(len(seq)), rng.integers(len(seq))
         d = int(_evaluate(np.insert(np.delete(seq, a), b, seq[a]), alt, *args, starts)[0]) - plain
@@ -312,7 +302,7 @@ def anneal(instance: Instance, start: Schedule, objective: Objective, time_limit
     t_cold = t_hot * cold
     # cooling follows the clock, not an iteration count (the first call may include numba's compile or cache
     # load): each chunk of iterations covers the stretch of temperature its share of the time stands for
-    chains = [_Chain(seq.copy(), alt.copy(), current, best, best_seq.copy(), best_alt.copy())
+    chains = [_Chain(seq.copy(), alt.copy(), current, best, seq.copy(), alt.copy())
               for _ in range(max(1, workers))]
     pool = ThreadPoolExecutor(len(chains)) if len(chains) > 1 else None
     n_iter, per, next_sync = 1000, None, SYNC_FRACTION
