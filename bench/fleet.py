@@ -138,11 +138,32 @@ async def good_rows(conn: psycopg.AsyncConnection) -> int:
     return int((await cur.fetchone())[0])
 
 
+async def checkpoints(conn: psycopg.AsyncConnection) -> int:
+    """Checkpoints the server has started (timed and requested): each is followed by a burst of full-page images."""
+    for query in ("SELECT num_timed + num_requested FROM pg_stat_checkpointer",  # PostgreSQL 17+
+                  "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"):
+        try:
+            cur = await conn.execute(query)
+            return int((await cur.fetchone())[0])
+        except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
+            continue
+    return -1
+
+
+async def checkpoint_later(dsn: str, delay: float) -> None:
+    """A CHECKPOINT after `delay` seconds, on a connection of its own (the window's queries go on meanwhile)."""
+    await asyncio.sleep(delay)
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as c:
+        await c.execute("CHECKPOINT")
+
+
 async def measure(conn: psycopg.AsyncConnection, pid: int, sim: Simulator, devices: int, seconds: float,
-                  probe_tag: int) -> dict[str, Any]:
-    """One measurement window over a running poller (gateway or floor)."""
+                  probe_tag: int, checkpoint: tuple[str, float] | None = None) -> dict[str, Any]:
+    """One measurement window over a running poller (gateway or floor); `checkpoint`: (dsn, s into the window)."""
     meter = Meter(conn, pid)
+    ckpt0 = await checkpoints(conn)
     t0, cpu0, db0 = await meter.snapshot()
+    forced = asyncio.create_task(checkpoint_later(*checkpoint)) if checkpoint else None
     served0, rows0, sim0 = sim.served(devices), await good_rows(conn), sim.command("stats")["cpu_s"]
     ages: list[float] = []
     rss = 0.0
@@ -155,13 +176,17 @@ async def measure(conn: psycopg.AsyncConnection, pid: int, sim: Simulator, devic
             ages.append(float(age))
         rss = max(rss, rss_mib(pid))
         await asyncio.sleep(0.2)
+    if forced is not None:
+        await forced
     t1, cpu1, db1 = await meter.snapshot()
     served1, rows1, sim1 = sim.served(devices), await good_rows(conn), sim.command("stats")["cpu_s"]
+    ckpt1 = await checkpoints(conn)
     wall = t1 - t0
     stored = rows1 - rows0
     return {"wall_s": wall, "cpu_s": cpu1 - cpu0, "db_cpu_s": Meter.db_cpu(db0, db1),
             "served_values": (served1 - served0) * REGISTERS, "stored": stored, "sim_cpu_s": sim1 - sim0,
-            "latency_p99_s": float(np.percentile(ages, 99)) if ages else None, "rss_mib": rss}
+            "latency_p99_s": float(np.percentile(ages, 99)) if ages else None, "rss_mib": rss,
+            "checkpoints": ckpt1 - ckpt0 if min(ckpt0, ckpt1) >= 0 else None}
 
 
 async def drain(conn: psycopg.AsyncConnection, expect: int, timeout: float = 120.0) -> int:
@@ -203,6 +228,11 @@ def stop(proc: subprocess.Popen[Any]) -> None:
             proc.wait()
 
 
+def forced_checkpoint(dsn: str, args: argparse.Namespace) -> tuple[str, float] | None:
+    """With --checkpoint: a checkpoint a third into each window, so every phase meets the burst that follows one."""
+    return (dsn, args.seconds / 3) if args.checkpoint else None
+
+
 async def gateway_phase(conn: psycopg.AsyncConnection, dsn: str, sim: Simulator, devices: int,
                         args: argparse.Namespace, workdir: Path, probe_tag: int) -> dict[str, Any]:
     """`shopfloor gateway run` over the first `devices` devices."""
@@ -217,7 +247,7 @@ async def gateway_phase(conn: psycopg.AsyncConnection, dsn: str, sim: Simulator,
     try:
         await wait_rows(conn, proc, "shopfloor gateway run")
         await asyncio.sleep(args.warmup)
-        m = await measure(conn, proc.pid, sim, devices, args.seconds, probe_tag)
+        m = await measure(conn, proc.pid, sim, devices, args.seconds, probe_tag, forced_checkpoint(dsn, args))
         sim.command("freeze")
         served_total = (sim.served(devices) - served_start) * REGISTERS
         m["stored_total"] = await drain(conn, served_total)
@@ -246,7 +276,7 @@ async def floor_phase(conn: psycopg.AsyncConnection, dsn: str, sim: Simulator, d
     try:
         await wait_rows(conn, proc, "bench.fleet_floor")
         await asyncio.sleep(args.warmup)
-        m = await measure(conn, proc.pid, sim, devices, args.seconds, probe_tag)
+        m = await measure(conn, proc.pid, sim, devices, args.seconds, probe_tag, forced_checkpoint(dsn, args))
         out, _ = await asyncio.to_thread(proc.communicate, timeout=total + 120)
         counts = json.loads(out.strip().splitlines()[-1])
         m["stored_total"] = await good_rows(conn)
@@ -321,6 +351,10 @@ def line(n: int, gw: dict[str, Any], fl: dict[str, Any], args: argparse.Namespac
         "gateway_cores": round(gw["cpu_s"] / gw["wall_s"], 3), "floor_cores": round(fl["cpu_s"] / fl["wall_s"], 3),
         "db_cores": {"gateway": round(gw["db_cpu_s"] / gw["wall_s"], 3),
                      "floor": round(fl["db_cpu_s"] / fl["wall_s"], 3)},
+        # a checkpoint in the window is followed by full-page images of every hot index page: the
+        # database's worst seconds, so say whether each window had one
+        "db_checkpoints_in_window": {"gateway": gw["checkpoints"], "floor": fl["checkpoints"]},
+        "checkpoint_forced": bool(args.checkpoint),
         "simulator_cores": {"gateway": round(gw["sim_cpu_s"] / gw["wall_s"], 3),
                             "floor": round(fl["sim_cpu_s"] / fl["wall_s"], 3)},
         "served_total": gw["served_total"], "stored_total": gw["stored_total"],
@@ -340,6 +374,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The fleet scenario's options (bench.gateway --fleet)."""
     p.add_argument("--devices", default=",".join(map(str, DEVICE_COUNTS)), help="device counts, comma-separated")
     p.add_argument("--warmup", type=float, default=5.0, help="seconds of stored rows before measuring")
+    p.add_argument("--checkpoint", action="store_true",
+                   help="force a CHECKPOINT a third into every window (the full-page images after one are the "
+                        "database's worst seconds; without it, whether a window meets one is chance); an "
+                        "immediate checkpoint, harsher than the spread ones the server makes itself")
     p.add_argument("--interval", type=float, default=INTERVAL, help="poll interval of every device (s)")
     p.add_argument("--spool-flush", type=float, help="[gateway.spool] flush_interval of the gateway (default: its own)")
     p.add_argument("--historian-flush", type=float, help="[historian] flush_interval of the gateway (default: its own)")
