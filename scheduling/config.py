@@ -19,7 +19,7 @@ class SchedulingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     workers: int = 2
     objective: ObjectiveName = "weighted"
     lexicographic_tolerance: float = 0.0  # how far the first objective may slip while the second is minimised
-    stability_tolerance: float = 0.01     # re-solves: objective within this of its best, then fewest moves
+    stability_tolerance: float = 0.0025   # re-solves: objective within this of its best, then fewest moves
     move_weight: int | None = None        # None: 10 x the mean operation time
     shift_weight: int = 1
     trigger: str = "off"                  # "latest": `shopfloor serve` keeps the newest schedule current

@@ -150,7 +150,7 @@ def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_limit: float = 10.0, workers: int = 2,
                kind: str = "weighted", move_weight: int | None = None, shift_weight: int = 1,
-               tolerance: float = 0.01, split: float = 0.85, seed: int = 0, anneal_share: float = 0.9,
+               tolerance: float = 0.0025, split: float = 0.85, seed: int = 0, anneal_share: float = 0.9,
                on_progress=None, cancel: threading.Event | None = None) -> Reschedule:  # type: ignore[no-untyped-def]
     """Apply the event, repair by right shift at once, then re-optimise lexicographically from the repair: first the
     objective (ties to fewer moves) for `split` of the time, by simulated annealing (`anneal_share` of the stage) and

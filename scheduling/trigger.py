@@ -37,7 +37,7 @@ class TriggerConfig:
     poll_s: float = 5.0
     time_limit_s: float = 5.0
     workers: int = 2
-    tolerance: float = 0.01
+    tolerance: float = 0.0025
     move_weight: int | None = None
     shift_weight: int = 1
     down_states: frozenset[str] = DOWN_STATES
