@@ -10,6 +10,8 @@ from scheduling.cpsat import Objective
 
 ObjectiveName = Literal["makespan", "tardiness", "weighted", "makespan,tardiness", "tardiness,makespan"]
 TRIGGER_MODES = ("off", "latest")
+STABILITY_TOLERANCE = 0.0025
+"""Re-solves: how far (relative) the objective may slip for fewer moves; chosen in scheduling/README.md."""
 
 
 class SchedulingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -19,7 +21,7 @@ class SchedulingConfig(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     workers: int = 2
     objective: ObjectiveName = "weighted"
     lexicographic_tolerance: float = 0.0  # how far the first objective may slip while the second is minimised
-    stability_tolerance: float = 0.0025   # re-solves: objective within this of its best, then fewest moves
+    stability_tolerance: float = STABILITY_TOLERANCE  # re-solves: objective within this of its best, then fewest moves
     move_weight: int | None = None        # None: 10 x the mean operation time
     shift_weight: int = 1
     trigger: str = "off"                  # "latest": `shopfloor serve` keeps the newest schedule current

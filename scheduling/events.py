@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass, field, replace
 
 from scheduling.anneal import anneal
+from scheduling.config import STABILITY_TOLERANCE
 from scheduling.cpsat import Objective, SolveResult
 from scheduling.dispatch import right_shift
 from scheduling.lns import best_start, focus_of, focused_lns
@@ -150,7 +151,7 @@ def _merge(windows: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def reschedule(instance: Instance, previous: Schedule, event: Event, *, time_limit: float = 10.0, workers: int = 2,
                kind: str = "weighted", move_weight: int | None = None, shift_weight: int = 1,
-               tolerance: float = 0.0025, split: float = 0.85, seed: int = 0, anneal_share: float = 0.9,
+               tolerance: float = STABILITY_TOLERANCE, split: float = 0.85, seed: int = 0, anneal_share: float = 0.9,
                on_progress=None, cancel: threading.Event | None = None) -> Reschedule:  # type: ignore[no-untyped-def]
     """Apply the event, repair by right shift at once, then re-optimise lexicographically from the repair: first the
     objective (ties to fewer moves) for `split` of the time, by simulated annealing (`anneal_share` of the stage) and

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 
 from scheduling import store
-from scheduling.config import SchedulingConfig
+from scheduling.config import STABILITY_TOLERANCE, SchedulingConfig
 from scheduling.events import Event, diff, reschedule
 from scheduling.validate import violations
 
@@ -37,7 +37,7 @@ class TriggerConfig:
     poll_s: float = 5.0
     time_limit_s: float = 5.0
     workers: int = 2
-    tolerance: float = 0.0025
+    tolerance: float = STABILITY_TOLERANCE
     move_weight: int | None = None
     shift_weight: int = 1
     down_states: frozenset[str] = DOWN_STATES

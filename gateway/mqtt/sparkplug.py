@@ -462,15 +462,15 @@ class SparkplugHost:
             self._rebirth(edge, node, out)
 
     def _values(self, scope: Scope, msg: Any, topic: str, payload: bytes, out: Outcome, where: str) -> list[str]:
-        """Append msg's readings, numbers as points when the sink takes them; return the metrics not in scope."""
-        if out.points is None or scope.columns is None:
-            return self._read(scope, msg, topic, payload, out, where)
+        """Append msg's readings (numbers as points for a sink that takes them); return the metrics not in scope."""
         default_ms = msg.timestamp if msg.HasField("timestamp") else 0
         now_us = time.time_ns() // 1000  # a metric without a time of its own or its message's: received now
-        metrics = list(msg.metrics)  # the wrappers, made once: every pass below reads them
-        rest = self._points(scope.columns, metrics, default_ms, now_us, out)
-        if rest is None:
-            return self._read(scope, msg, topic, payload, out, where)
+        rest: Iterable[Any] = msg.metrics
+        if out.points is not None and scope.columns is not None:
+            metrics = list(msg.metrics)  # the wrappers, made once: every pass below reads them
+            rest = self._points(scope.columns, metrics, default_ms, now_us, out)
+            if rest is None:
+                rest = metrics
         problems: list[str] = []
         unknown = self._rows(scope, rest, default_ms, now_us, out, problems) if rest else []
         if problems:
@@ -530,16 +530,6 @@ class SparkplugHost:
             return [metrics[k] for k in layout.rows]
         dropped = drop if layout.where is None else [layout.where[k] for k in drop]
         return [metrics[k] for k in sorted(layout.rows + dropped)]
-
-    def _read(self, scope: Scope, msg: Any, topic: str, payload: bytes, out: Outcome, where: str) -> list[str]:
-        """Append the readings of msg's metrics, dead-letter wrong values; return the metrics not in scope."""
-        default_ms = msg.timestamp if msg.HasField("timestamp") else 0
-        now_us = time.time_ns() // 1000  # a metric without a time of its own or its message's: received now
-        problems: list[str] = []
-        unknown = self._rows(scope, msg.metrics, default_ms, now_us, out, problems)
-        if problems:
-            out.dead_letters.append((f"{self.group_id}/{where}: " + "; ".join(problems), letter(topic, payload)))
-        return unknown
 
     def _rows(self, scope: Scope, metrics: Iterable[Any], default_ms: int, now_us: int, out: Outcome,
               problems: list[str]) -> list[str]:
